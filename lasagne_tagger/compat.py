@@ -1,0 +1,207 @@
+"""Make Theano 1.0.5 and Lasagne 0.1 run on Python 3.11 / NumPy 1.23.
+
+Three small, independent patches, each applied only when it is needed and
+each idempotent.  :func:`apply` must run before anything imports ``theano``
+or ``lasagne``; the package's ``__init__`` calls it, so importing any
+``lasagne_tagger`` module first is enough.  Nothing here imports Theano.
+
+1. **BLAS flags** (``blas``).  Theano computes the default of
+   ``blas.ldflags`` from ``numpy.distutils.__config__.blas_opt_info``, which
+   NumPy builds made with Meson no longer have: ``import theano`` then dies
+   with ``AttributeError``.  When that attribute is missing *and* the user
+   has not set ``blas.ldflags`` in ``THEANO_FLAGS`` or a ``.theanorc`` file,
+   we append ``blas.ldflags=<value>`` to ``THEANO_FLAGS``: ``-lopenblas``
+   where the OpenBLAS development library is installed (measured faster, see
+   ``benchmarks/results``), else the empty string, with which Theano falls
+   back to NumPy's own BLAS.
+2. **downsample module** (``downsample``).  Lasagne 0.1 does
+   ``from theano.tensor.signal import downsample``, a module removed in
+   Theano 0.9.  A meta-path finder placed *last* on ``sys.meta_path``
+   provides a thin adapter over :func:`theano.tensor.signal.pool.pool_2d`,
+   so it is only ever used when the real module cannot be found.
+3. **Python scan loop** (``scan``).  Theano's bundled Cython scan
+   (``scan_perform.c``) was generated for older CPython and does not compile
+   on 3.11; Theano would then fail instead of falling back.  Setting
+   ``sys.modules['theano.scan_module.scan_perform_ext'] = None`` turns the
+   import into an ``ImportError``, on which Theano uses its Python scan loop
+   (``Scan.execute``), giving identical results.
+
+Set ``LASAGNE_TAGGER_NO_COMPAT=1`` to apply none of them (for debugging, or
+to check that they are still needed: the tests do exactly that).
+"""
+import configparser
+import importlib.abc
+import importlib.machinery
+import os
+import shlex
+import subprocess
+import sys
+import types
+
+__all__ = ['apply', 'applied', 'user_blas_ldflags', 'openblas_available',
+           'pool_2d_adapter']
+
+DOWNSAMPLE_MODULE = 'theano.tensor.signal.downsample'
+SCAN_EXT_MODULE = 'theano.scan_module.scan_perform_ext'
+DISABLE_ENV = 'LASAGNE_TAGGER_NO_COMPAT'
+# The last Python on which Theano 1.0.5's generated scan_perform.c compiles.
+LAST_PYTHON_WITH_CYTHON_SCAN = (3, 10)
+
+
+def _theano_flags_dict(flags):
+    """Parse a THEANO_FLAGS string the way Theano's configparser does."""
+    splitter = shlex.shlex(flags, posix=True)
+    splitter.whitespace = ','
+    splitter.whitespace_split = True
+    out = {}
+    for pair in splitter:
+        key, sep, value = pair.strip().partition('=')
+        if sep:
+            out[key.strip()] = value
+    return out
+
+
+def _theanorc_files(environ):
+    return [os.path.expanduser(p) for p in
+            environ.get('THEANORC', '~/.theanorc').split(os.pathsep) if p]
+
+
+def user_blas_ldflags(environ=None):
+    """Return the user's own ``blas.ldflags`` setting, or None if unset.
+
+    Looks where Theano looks: ``THEANO_FLAGS`` (``blas.ldflags`` or
+    ``blas__ldflags``) first, then the ``[blas] ldflags`` option of the files
+    named by ``THEANORC`` (default ``~/.theanorc``), later files winning.
+    """
+    environ = os.environ if environ is None else environ
+    flags = _theano_flags_dict(environ.get('THEANO_FLAGS', ''))
+    for key in ('blas.ldflags', 'blas__ldflags'):
+        if key in flags:
+            return flags[key]
+    parser = configparser.RawConfigParser()
+    try:
+        parser.read(_theanorc_files(environ))
+    except configparser.Error:
+        return None   # Theano itself will report the broken file
+    if parser.has_option('blas', 'ldflags'):
+        return parser.get('blas', 'ldflags')
+    return None
+
+
+def numpy_has_blas_info():
+    """True if NumPy still exposes the ``blas_opt_info`` Theano reads."""
+    try:
+        import numpy.distutils.__config__ as np_config
+    except ImportError:
+        return False
+    return hasattr(np_config, 'blas_opt_info')
+
+
+def openblas_available():
+    """True if the C compiler can link ``-lopenblas`` (Debian libopenblas-dev)."""
+    try:
+        found = subprocess.run(
+            ['gcc', '-print-file-name=libopenblas.so'], capture_output=True,
+            text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return os.path.isabs(found) and os.path.exists(found)
+
+
+def default_blas_ldflags():
+    """The ``blas.ldflags`` we use when the user set none."""
+    # note: -lopenblas measured faster than NumPy's BLAS fallback on
+    # GoogLeNet forward and training (benchmarks/results/blas.json).
+    return '-lopenblas' if openblas_available() else ''
+
+
+def _patch_blas(environ):
+    if 'theano' in sys.modules:
+        return None        # too late to change flags; Theano is configured
+    if user_blas_ldflags(environ) is not None or numpy_has_blas_info():
+        return None
+    value = default_blas_ldflags()
+    flags = environ.get('THEANO_FLAGS', '')
+    entry = 'blas.ldflags=%s' % value
+    environ['THEANO_FLAGS'] = '%s,%s' % (flags, entry) if flags else entry
+    return value
+
+
+def pool_2d_adapter(input, ds, ignore_border=None, st=None, padding=(0, 0),
+                    mode='max'):
+    """``downsample.max_pool_2d`` (Theano < 0.9 API) on top of ``pool_2d``.
+
+    Lasagne 0.1 calls it with ``ds``/``st``/``padding``; ``pool_2d`` takes
+    ``ws``/``stride``/``pad``.  Modes are passed through unchanged.
+    """
+    from theano.tensor.signal.pool import pool_2d
+    if ignore_border is None:
+        ignore_border = False   # the old default, made explicit
+    return pool_2d(input, ws=tuple(ds), ignore_border=ignore_border,
+                   stride=None if st is None else tuple(st),
+                   pad=tuple(padding), mode=mode)
+
+
+class _DownsampleFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Provides ``theano.tensor.signal.downsample`` only if Theano lacks it."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != DOWNSAMPLE_MODULE:
+            return None
+        return importlib.machinery.ModuleSpec(fullname, self)
+
+    def create_module(self, spec):
+        module = types.ModuleType(spec.name)
+        module.__doc__ = ('lasagne_tagger adapter: Theano >= 0.9 removed this '
+                          'module; max_pool_2d forwards to pool.pool_2d.')
+        module.max_pool_2d = pool_2d_adapter
+        return module
+
+    def exec_module(self, module):
+        pass
+
+
+def _patch_downsample():
+    if any(isinstance(f, _DownsampleFinder) for f in sys.meta_path):
+        return False
+    # Appended last: every real finder is asked first, so a Theano that still
+    # ships the module keeps its own.
+    sys.meta_path.append(_DownsampleFinder())
+    return True
+
+
+def _patch_scan():
+    if sys.version_info[:2] <= LAST_PYTHON_WITH_CYTHON_SCAN:
+        return False
+    if SCAN_EXT_MODULE in sys.modules:
+        return False       # already loaded (or already blocked)
+    sys.modules[SCAN_EXT_MODULE] = None
+    return True
+
+
+def applied():
+    """What is in effect: the ``blas.ldflags`` value (None if unset) and
+    whether the ``downsample`` and ``scan`` patches are installed."""
+    return {
+        'blas': user_blas_ldflags(),
+        'downsample': any(isinstance(f, _DownsampleFinder)
+                          for f in sys.meta_path),
+        'scan': SCAN_EXT_MODULE in sys.modules
+                and sys.modules[SCAN_EXT_MODULE] is None,
+    }
+
+
+def apply(environ=None):
+    """Apply every needed patch; safe to call any number of times.
+
+    Returns a dict saying what this call changed: ``blas`` holds the
+    ldflags value it set (or None), ``downsample`` and ``scan`` booleans.
+    Does nothing when ``LASAGNE_TAGGER_NO_COMPAT`` is set to a non-empty
+    value other than ``0``.
+    """
+    environ = os.environ if environ is None else environ
+    if environ.get(DISABLE_ENV, '') not in ('', '0'):
+        return {'blas': None, 'downsample': False, 'scan': False}
+    return {'blas': _patch_blas(environ),
+            'downsample': _patch_downsample(),
+            'scan': _patch_scan()}

@@ -1,0 +1,34 @@
+"""Packaging for lasagne_tagger (Python 3.11 only: see compat.py)."""
+from setuptools import find_packages, setup
+
+# Runtime dependencies, pinned: Theano 1.0.5 needs NumPy < 1.24, Lasagne 0.1
+# is the only Lasagne release on PyPI.  environment.yml must name each of
+# these (tests/test_packaging.py checks it).
+RUNTIME = [
+    'Theano==1.0.5',
+    'Lasagne==0.1',
+    'numpy==1.23.5',
+    'scipy==1.15.3',
+    'pillow==13.0.0',
+    'h5py==3.16.0',
+    'matplotlib==3.9.4',
+    'contourpy==1.3.0',   # matplotlib's; newer ones require NumPy >= 1.25
+]
+
+setup(
+    name='lasagne_tagger',
+    version='0.1.0',
+    description='Theano + Lasagne reproduction of a 2016 fashion tagger: '
+                'GoogLeNet fine-tuned on ACS feeding a Show-and-Tell LSTM.',
+    packages=find_packages(include=['lasagne_tagger', 'lasagne_tagger.*']),
+    package_data={'lasagne_tagger': ['data/*']},
+    python_requires='>=3.11,<3.12',
+    install_requires=RUNTIME,
+    extras_require={
+        'test': ['pytest==9.2.0'],
+        # CPU wheel; never let pip pick a CUDA build by range.
+        'port': ['torch==2.13.0'],
+    },
+    entry_points={'console_scripts': [
+        'lasagne-tagger = lasagne_tagger.cli:main']},
+)

@@ -1,0 +1,154 @@
+"""Shared pytest fixtures."""
+import os
+
+import numpy as np
+import pytest
+
+
+# ---------------------------------------------------------------------------
+# Dataset / store fixtures (tests/test_datasets.py, tests/test_store.py).
+# Every fixture in this block is named ds_*; each builds tiny data under
+# tmp_path.
+# ---------------------------------------------------------------------------
+
+#: The labels.json of the ACS archive: Python-dict-like, not JSON.
+DS_ACS_LABELS_TEXT = """{
+0:  'blouses',
+1:  'cloak',
+2:  'coat',
+3:  'jacket',
+4:  'long dress',
+5:  'polo shirt / sport shirt',
+6:  'robe',
+7:  'shirt',
+8:  'short dress',
+9:  'suit / suit of clothes',
+10:  'sweater',
+11:  'jersey / T-shirt / tee shirt',
+12:  'undergarment / upper body',
+13:  'uniform',
+14:  'vest / waistcoat'
+}
+"""
+
+
+def _ds_write_image(path, size=(40, 30), seed=0, fmt=None, mode='RGB'):
+    """Write a small deterministic image (gradient + noise) to ``path``."""
+    from PIL import Image
+
+    w, h = size
+    rng = np.random.RandomState(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    base = np.stack([xx * 255 // max(1, w - 1), yy * 255 // max(1, h - 1),
+                     np.full_like(xx, (seed * 37) % 256)], axis=-1)
+    noise = rng.randint(0, 40, size=(h, w, 3))
+    array = np.clip(base + noise, 0, 255).astype(np.uint8)
+    image = Image.fromarray(array, 'RGB')
+    if mode != 'RGB':
+        image = image.convert(mode)
+    path = str(path)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    image.save(path, format=fmt)
+    return path
+
+
+@pytest.fixture
+def ds_write_image():
+    """Factory ``(path, size=(w, h), seed=0, fmt=None, mode='RGB')`` that
+    writes a small deterministic image and returns its path."""
+    return _ds_write_image
+
+
+@pytest.fixture
+def ds_folder(tmp_path):
+    """A tiny ``ROOT/<split>/<class>/*.jpg`` tree: splits train and
+    validation, classes bag/cap/coat, plus noise the reader must ignore."""
+    root = tmp_path / 'tiny'
+    seed = 0
+    for split, per_class in (('train', 3), ('validation', 1)):
+        for name in ('coat', 'bag', 'cap'):
+            for i in range(per_class):
+                seed += 1
+                ext = '.png' if i == 1 else '.jpg'
+                _ds_write_image(root / split / name / ('img%d%s' % (i, ext)),
+                                seed=seed)
+            (root / split / name / '.DS_Store').write_bytes(b'junk')
+            (root / split / name / 'notes.txt').write_text('not an image')
+    (root / 'README.md').write_text('readme')
+    (root / '.hidden_split' / 'x').mkdir(parents=True)
+    (root / 'train' / '.cache').mkdir()
+    return root
+
+
+@pytest.fixture
+def ds_build_acs():
+    """Factory ``(base, train, test, labels=DS_ACS_LABELS_TEXT,
+    images=None)`` building the extracted ACS layout under ``base``
+    (``base/fashion-data/{images,train.txt,test.txt,labels.json}``).
+
+    ``train``/``test`` are lists of split-file lines (paths relative to
+    images/, no extension); every one gets an image unless ``images`` (a
+    list of such paths) says which exist.  Returns the fashion-data path.
+    """
+    def build(base, train, test, labels=DS_ACS_LABELS_TEXT, images=None):
+        root = base / 'fashion-data'
+        (root / 'images').mkdir(parents=True, exist_ok=True)
+        for k, rel in enumerate(train + test if images is None else images):
+            _ds_write_image(root / 'images' / (rel + '.jpg'), seed=100 + k,
+                            fmt='JPEG')
+        (root / 'train.txt').write_text(''.join(l + '\n' for l in train))
+        (root / 'test.txt').write_text(''.join(l + '\n' for l in test))
+        if labels is not None:
+            (root / 'labels.json').write_text(labels)
+        return root
+
+    return build
+
+
+@pytest.fixture
+def ds_acs_lines():
+    """Typical ACS split lines: ``(train, test)``."""
+    train = ['0/n02854926/n02854926_1007_0', '0/n02854926/n02854926_1010_1',
+             '11/n04370048/n04370048_20_0', '9/n04350905/n04350905_3_0',
+             '12/n04508949/n04508949_7_2']
+    test = ['11/n04370048/n04370048_99_0', '0/n02854926/n02854926_2000_0']
+    return train, test
+
+
+@pytest.fixture
+def ds_store_folder(tmp_path):
+    """A folder dataset of 12 tiny images for store tests (crop size 16):
+    8 good ones (varied sizes and modes) and 4 bad ones: corrupt
+    (truncated JPEG), zero bytes, a text file named .jpg, and too small
+    (12x10).  Returns ``(root, bad)`` with ``bad`` = {file name: reason
+    fragment}."""
+    root = tmp_path / 'storeset'
+    good = [('train', 'a', 'g0.jpg', (40, 30), 'RGB'),
+            ('train', 'a', 'g1.png', (20, 36), 'RGBA'),
+            ('train', 'a', 'g2.png', (16, 16), 'L'),
+            ('train', 'b', 'g3.jpg', (50, 20), 'RGB'),
+            ('train', 'b', 'g4.png', (33, 41), 'P'),
+            ('train', 'b', 'g5.jpg', (24, 24), 'RGB'),
+            ('test', 'a', 'g6.jpg', (31, 17), 'RGB'),
+            ('test', 'b', 'g7.png', (18, 45), 'RGB')]
+    for k, (split, name, fname, size, mode) in enumerate(good):
+        _ds_write_image(root / split / name / fname, size=size, seed=k,
+                        mode=mode)
+    # corrupt: a JPEG cut in half
+    full = _ds_write_image(tmp_path / 'full.jpg', size=(64, 64), seed=50)
+    data = open(full, 'rb').read()
+    (root / 'train' / 'a' / 'b0_truncated.jpg').write_bytes(
+        data[:len(data) // 2])
+    (root / 'train' / 'b' / 'b1_empty.jpg').write_bytes(b'')
+    (root / 'test' / 'a' / 'b2_text.jpg').write_text('hello, not a jpeg\n')
+    _ds_write_image(root / 'test' / 'b' / 'b3_small.jpg', size=(12, 10),
+                    seed=60)
+    bad = {'b0_truncated.jpg': 'corrupt or truncated',
+           'b1_empty.jpg': 'empty file',
+           'b2_text.jpg': 'not an image',
+           'b3_small.jpg': 'smaller than'}
+    return root, bad
+
+# ---------------------------------------------------------------------------
+# end of the ds_* block
+# ---------------------------------------------------------------------------
