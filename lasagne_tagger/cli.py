@@ -54,6 +54,70 @@ def _cmd_imagenet_tags(args):
     return 1 if bad else 0
 
 
+def _cmd_prepare(args):
+    from . import datasets, store
+    if args.acs:
+        dataset = datasets.read_acs(args.root, missing=args.missing)
+    else:
+        dataset = datasets.read_folder_dataset(args.root)
+    summary = store.prepare(dataset, args.out, size=args.size,
+                            workers=args.workers, upscale=args.upscale,
+                            progress=not args.quiet)
+    print(summary)
+    return 0
+
+
+def _cmd_train(args):
+    from . import finetune
+    from .config import load_config
+    overrides = list(args.set or [])
+    if args.store:
+        overrides.append('store=%s' % args.store)
+    if args.from_scratch:
+        overrides.append('from_scratch=true')
+    config = load_config(finetune.FinetuneConfig, args.config, overrides)
+    if not config.store:
+        raise TaggerError('no store given: pass --store PATH or set "store" '
+                          'in the config')
+    finetune.train(config, args.out, resume=args.resume,
+                   progress=not args.quiet)
+    if not args.no_plots:
+        from . import plots
+        for path in plots.plot_run(args.out):
+            print('wrote %s' % path)
+    return 0
+
+
+def _cmd_evaluate(args):
+    from . import finetune
+    report = finetune.evaluate(args.checkpoint, args.store, args.split,
+                               batch_size=args.batch_size)
+    if args.json:
+        json.dump(report, sys.stdout, indent=2)
+        sys.stdout.write('\n')
+    else:
+        print('%s on %s/%s: loss %.4f, accuracy %.4f, mean class accuracy '
+              '%.4f (%d images)' % (args.checkpoint, args.store, args.split,
+                                     report['loss'], report['accuracy'],
+                                     report['mean_class_accuracy'],
+                                     report['count']))
+    return 0
+
+
+def _cmd_plot(args):
+    from . import plots
+    for path in plots.plot_run(args.run):
+        print('wrote %s' % path)
+    return 0
+
+
+def _cmd_demo(args):
+    from .demo import run_demo
+    run_demo(args.out, data=args.data, epochs=args.epochs,
+             progress=not args.quiet)
+    return 0
+
+
 def _positive_int(text):
     try:
         value = int(text)
@@ -101,10 +165,73 @@ def build_parser():
                         'rejecting them')
     p.add_argument('--json', action='store_true', help='JSON output')
     p.set_defaults(func=_cmd_imagenet_tags)
+
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+    p = sub.add_parser('prepare', formatter_class=fmt,
+                       help='decode and crop a dataset once into an HDF5 '
+                            'store (resumable)')
+    p.add_argument('root', help='folder dataset ROOT/<split>/<class>/*.jpg, '
+                                'or the extracted ACS folder with --acs')
+    p.add_argument('out', help='store to write, e.g. runs/acs.h5')
+    p.add_argument('--acs', action='store_true', help='ACS layout')
+    p.add_argument('--missing', choices=['error', 'skip'], default='error',
+                   help='ACS split entries naming missing images')
+    p.add_argument('--size', type=_positive_int, default=224,
+                   help='crop side in pixels')
+    p.add_argument('--workers', type=_positive_int, default=None,
+                   help='processes (default: all cores)')
+    p.add_argument('--upscale', action='store_true',
+                   help='enlarge images smaller than --size')
+    p.add_argument('--quiet', action='store_true')
+    p.set_defaults(func=_cmd_prepare)
+
+    p = sub.add_parser('train', formatter_class=fmt,
+                       help='fine-tune GoogLeNet on a prepared store')
+    p.add_argument('--config', default=None,
+                   help='JSON config (e.g. experiments/configs/*.json)')
+    p.add_argument('--set', action='append', metavar='KEY=VALUE',
+                   help='override a config value (repeatable)')
+    p.add_argument('--store', default=None, help='prepared store')
+    p.add_argument('--from-scratch', action='store_true',
+                   help='random initialisation instead of ImageNet weights')
+    p.add_argument('--out', default='runs/finetune', help='run folder')
+    p.add_argument('--resume', action='store_true',
+                   help='continue from OUT/last after an interruption')
+    p.add_argument('--no-plots', action='store_true')
+    p.add_argument('--quiet', action='store_true')
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser('evaluate', formatter_class=fmt,
+                       help='metrics of a checkpoint on a split of a store')
+    p.add_argument('checkpoint', help='checkpoint prefix, e.g. runs/x/best')
+    p.add_argument('store')
+    p.add_argument('--split', default='validation')
+    p.add_argument('--batch-size', type=_positive_int, default=32)
+    p.add_argument('--json', action='store_true')
+    p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser('plot', formatter_class=fmt,
+                       help='draw curves.png and confusion.png of a run')
+    p.add_argument('run', help='run folder (holds metrics.jsonl)')
+    p.set_defaults(func=_cmd_plot)
+
+    p = sub.add_parser('demo', formatter_class=fmt,
+                       help='the whole pipeline on the embedded synthetic '
+                            'apparel set (or --data ROOT)')
+    p.add_argument('--out', default='runs/demo', help='output folder')
+    p.add_argument('--data', default=None,
+                   help='folder dataset instead of the synthetic set')
+    p.add_argument('--epochs', type=_positive_int, default=None,
+                   help='override the demo\'s epoch count')
+    p.add_argument('--quiet', action='store_true')
+    p.set_defaults(func=_cmd_demo)
     return parser
 
 
 def main(argv=None):
+    import warnings
+    # Lasagne 0.1 calls conv2d with a keyword Theano 1.0 renamed; harmless.
+    warnings.filterwarnings('ignore', message='The `image_shape` keyword')
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

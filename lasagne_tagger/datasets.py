@@ -105,7 +105,7 @@ class Dataset(object):
 
     @property
     def splits(self):
-        """Split names in order of first appearance (see :func:`list_splits`)."""
+        """Split names, in order of first appearance (:func:`list_splits`)."""
         return list_splits(self)
 
     def split(self, name):
@@ -119,8 +119,12 @@ class Dataset(object):
 
     def relpath(self, item):
         """``item.path`` relative to :attr:`root`, with ``/`` separators."""
-        rel = os.path.relpath(item.path, self.root)
-        return rel.replace(os.sep, '/')
+        prefix = os.path.join(self.root, '')
+        if item.path.startswith(prefix):          # fast path
+            rel = item.path[len(prefix):]
+        else:
+            rel = os.path.relpath(item.path, self.root)
+        return rel.replace(os.sep, '/') if os.sep != '/' else rel
 
     def counts(self):
         """``{split: number of items}`` in split order."""
@@ -289,9 +293,9 @@ def find_acs_root(root):
                       'fashion-data/; found: %s' % (shown or 'nothing'), root)
 
 
-_LABEL_ENTRY = re.compile(
-    r"""\s*(?P<q>['"]?)(?P<id>-?\d+)(?P=q)\s*:\s*"""
-    r"""(?P<quote>['"])(?P<name>.*?)(?P=quote)\s*,?\s*""")
+# One ``id: 'name',`` entry of ACS's labels.json (keys may be quoted).
+_LABEL_ENTRY = (r"""\s*(?P<q>['"]?)(?P<id>-?\d+)(?P=q)\s*:\s*"""
+                r"""(?P<quote>['"])(?P<name>.*?)(?P=quote)\s*,?\s*""")
 
 
 def parse_acs_labels(text, path='labels.json'):
@@ -307,6 +311,7 @@ def parse_acs_labels(text, path='labels.json'):
         Naming ``path`` and the line: a line that is not ``id: 'name'``,
         an id given twice, ids that are not exactly 0..K-1, no entries.
     """
+    entry_re = re.compile(_LABEL_ENTRY)
     entries = {}
     where = {}
     for lineno, raw in enumerate(text.splitlines(), 1):
@@ -320,7 +325,7 @@ def parse_acs_labels(text, path='labels.json'):
             continue
         pos = 0
         while pos < len(line):
-            match = _LABEL_ENTRY.match(line, pos)
+            match = entry_re.match(line, pos)
             if match is None or match.end() == pos:
                 raise TaggerError(
                     "line %d: expected \"<class id>: '<name>',\", found %r"
@@ -445,11 +450,17 @@ def read_acs(root, missing='error', labels_required=True):
                                      os.path.basename(labels_path),
                                      len(classes), len(classes) - 1),
                                   split_path)
+            # note: the raw split files are used as given, except that an
+            # entry repeated within one file is kept once (a repeat would
+            # only weight that image twice per epoch).
             if entry in seen:
                 skipped.append('%s line %d: duplicate of line %d (%s)'
                                % (split_path, lineno, seen[entry], entry))
                 continue
             seen[entry] = lineno
+            # note: the 2016 scripts appended '.jpg' and failed later, at
+            # decode time, on a missing file; we check up front and name
+            # the split file and line.
             path = _find_image(images, entry)
             if path is None:
                 if missing == 'skip':
@@ -584,6 +595,7 @@ def extract_acs(archive, dest, progress=True):
                         pos = raw.tell()
                         bar.update(pos - done)
                         done = pos
+                    bar.update(max(0, total - done))
                 except tarfile.FilterError as exc:
                     raise TaggerError('refusing to extract (%s)' % exc,
                                       archive) from None

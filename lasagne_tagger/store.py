@@ -31,6 +31,10 @@ dataset_fingerprint`: identifies the dataset for resuming), ``created``
 
 Only rows with ``done == 1`` and ``rejected == 0`` are ever served.
 
+# note: the store keeps uint8 RGB crops, not the float32 BGR mean-subtracted
+# network input the 2016 pipeline fed GoogLeNet: 4x smaller on disk, and
+# :func:`~lasagne_tagger.preprocess.to_network_input` is cheap per batch.
+
 Crash safety
 ------------
 The store is created complete (all metadata, all chunk space) under a
@@ -118,7 +122,10 @@ def read_rejects(store_path):
     """``[(path, reason), ...]`` from the store's rejects file, in file
     order (empty if there is none).  Tabs and newlines inside paths and
     reasons are written escaped as ``\\t``, ``\\n``."""
-    path = rejects_path(store_path)
+    return _read_rejects_file(rejects_path(store_path))
+
+
+def _read_rejects_file(path):
     if not os.path.exists(path):
         return []
     out = []
@@ -165,6 +172,28 @@ def _crop_task(task):
         crop, reason = _crop_one(path, size, upscale)
         out.append((row, crop, reason))
     return out
+
+
+def _worker_init():
+    """Workers ignore Ctrl-C: the main process stops them cleanly."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _bounded_map(pool, tasks, inflight):
+    """``pool.imap(_crop_task, tasks)`` in order, but with at most
+    ``inflight`` tasks queued or done-and-unread, so memory stays bounded
+    when writing is slower than decoding."""
+    import collections
+
+    pending = collections.deque()
+    for task in tasks:
+        pending.append(pool.apply_async(_crop_task, (task,)))
+        if len(pending) >= inflight:
+            yield pending.popleft().get()
+    while pending:
+        yield pending.popleft().get()
 
 
 # -- creating / checking ------------------------------------------------------
@@ -418,6 +447,9 @@ def prepare(dataset, out_path, size=224, workers=None, upscale=False,
     if limit is not None and (not isinstance(limit, (int, np.integer))
                               or limit < 0):
         raise TaggerError('limit must be an integer >= 0, not %r' % (limit,))
+    if not isinstance(flush_interval, (int, float)) or flush_interval < 0:
+        raise TaggerError('flush_interval must be a number >= 0, not %r'
+                          % (flush_interval,))
     if not getattr(dataset, 'items', None):
         raise TaggerError('dataset has no images', getattr(dataset, 'root',
                                                            None))
@@ -453,6 +485,9 @@ def prepare(dataset, out_path, size=224, workers=None, upscale=False,
     elif retry_rejects:
         with _open_h5(out_path, 'r+') as h5:
             h5['rejected'][...] = rejected.astype(np.uint8)
+    if retry_rejects:
+        _prune_rejects(reject_file, set(items[row].path
+                                        for row in np.flatnonzero(rejected)))
     seconds = time.monotonic() - started
     processed = written + rejected_now
     return PrepareSummary(
@@ -476,8 +511,9 @@ def _run(tasks, items, workers, out_path, reject_file, done, rejected,
     if workers > 1 and len(tasks) > 1:
         import multiprocessing
 
-        pool = multiprocessing.Pool(min(workers, len(tasks)))
-        results = pool.imap_unordered(_crop_task, tasks)
+        workers = min(workers, len(tasks))
+        pool = multiprocessing.Pool(workers, initializer=_worker_init)
+        results = _bounded_map(pool, tasks, 4 * workers)
     else:
         results = (_crop_task(task) for task in tasks)
     chunk_bytes = chunk * size * size * 3
@@ -564,6 +600,24 @@ def _run(tasks, items, workers, out_path, reject_file, done, rejected,
     return counts[0], counts[1]
 
 
+def _prune_rejects(path, keep):
+    """Drop lines of the rejects file whose path is not in ``keep``
+    (images that a retry prepared after all), atomically."""
+    lines = _read_rejects_file(path)
+    keep = set(_escape(k) for k in keep)
+    kept = [(p, r) for p, r in lines if p in keep]
+    if len(kept) == len(lines):
+        return
+    try:
+        tmp = path + '.tmp'
+        with open(tmp, 'w', encoding='utf-8') as fh:
+            fh.writelines('%s\t%s\n' % line for line in kept)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise TaggerError('cannot rewrite the rejects file (%s)'
+                          % (exc.strerror or exc), path) from None
+
+
 def _open_rejects(path):
     try:
         return open(path, 'a', encoding='utf-8')
@@ -580,7 +634,7 @@ def _write_error(exc, path, row=None):
                        % (where, first), path)
 
 
-# -- reading --------------------------------------------------------------------
+# -- reading ------------------------------------------------------------------
 
 def open_store(path):
     """Open a prepared store for reading (see :class:`Store`)."""
@@ -610,7 +664,9 @@ class Store(object):
     -----
     ``len(store)`` is the number of rows (dataset items), prepared or not;
     :meth:`count` and :meth:`indices` count and list the servable ones.
-    The done/rejected marks are read when the store is opened.
+    The done/rejected marks are read when the store is opened.  An open
+    store must not be shared between processes (HDF5 handles do not
+    survive ``fork``): open one in each process.
     """
 
     def __init__(self, path):
@@ -688,7 +744,7 @@ class Store(object):
         return [os.path.join(self.root or '', *rel[int(i)].split('/'))
                 for i in np.asarray(indices, dtype=np.int64).ravel()]
 
-    # -- data -------------------------------------------------------------------
+    # -- data -----------------------------------------------------------------
     def read(self, indices):
         """Crops and labels of the given rows, in the given order.
 

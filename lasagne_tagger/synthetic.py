@@ -122,7 +122,7 @@ def _top(rng, long_sleeves):
     right.append(shoulder)
     details = [_neck_trim(nw, nd, 0.035)]
     if long_sleeves:
-        cuff_y = hem * rng.uniform(0.82, 0.95)
+        cuff_y = hem * rng.uniform(0.72, 0.85)
         outer = (0.5 + tw + rng.uniform(0.17, 0.23), cuff_y)
         inner = (outer[0] - rng.uniform(0.10, 0.13), cuff_y + 0.03)
         right += [outer, inner, (0.5 + tw, armpit_y + 0.03)]
@@ -189,9 +189,9 @@ def _legs(rng, short):
     else:
         hem = rng.uniform(1.25, 1.45)
         crotch = rng.uniform(0.32, 0.4)
-        outer = ww + rng.uniform(-0.02, 0.04)
-        leg = rng.uniform(0.16, 0.2)
-    leg = min(leg, outer - 0.03)            # keep a gap between the legs
+        outer = ww + rng.uniform(0.0, 0.05)
+        leg = rng.uniform(0.15, 0.18)
+    leg = min(leg, outer - 0.05)            # keep a gap between the legs
     right = [(0.5, 0.0), (0.5 + ww, 0.0), (0.5 + ww + 0.005, band),
              (0.5 + outer, hem), (0.5 + outer - leg, hem), (0.5, crotch)]
     return ([_mirror(right)],
@@ -377,12 +377,13 @@ def render_garment(cls, size=DEFAULT_SIZE, rng=None, with_mask=False):
         canvas = Image.new('L', big, 0)
         draw = ImageDraw.Draw(canvas)
         for poly in polys:
+            xy = place(poly, ss)
             if outline:
-                draw.polygon(place(poly, ss), outline=255,
-                             width=max(1, int(round(ss * size / 64.0))))
+                draw.line(xy + xy[:1], fill=255, joint='curve',
+                          width=max(1, int(round(ss * size / 64.0))))
             else:
-                draw.polygon(place(poly, ss), fill=255)
-        small = canvas.resize((size, size), Image.BOX)
+                draw.polygon(xy, fill=255)
+        small = canvas.reduce(ss) if ss > 1 else canvas     # box average
         layers.append(np.asarray(small, dtype=np.float32)[..., None] / 255.0)
     body, detail, edge = layers
     edge = edge * body

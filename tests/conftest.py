@@ -11,8 +11,8 @@ import pytest
 # tmp_path.
 # ---------------------------------------------------------------------------
 
-#: The labels.json of the ACS archive: Python-dict-like, not JSON.
-DS_ACS_LABELS_TEXT = """{
+# The labels.json of the ACS archive: Python-dict-like, not JSON.
+_DS_ACS_LABELS_TEXT = """{
 0:  'blouses',
 1:  'cloak',
 2:  'coat',
@@ -82,7 +82,7 @@ def ds_folder(tmp_path):
 
 @pytest.fixture
 def ds_build_acs():
-    """Factory ``(base, train, test, labels=DS_ACS_LABELS_TEXT,
+    """Factory ``(base, train, test, labels=<ds_acs_labels_text>,
     images=None)`` building the extracted ACS layout under ``base``
     (``base/fashion-data/{images,train.txt,test.txt,labels.json}``).
 
@@ -90,7 +90,7 @@ def ds_build_acs():
     images/, no extension); every one gets an image unless ``images`` (a
     list of such paths) says which exist.  Returns the fashion-data path.
     """
-    def build(base, train, test, labels=DS_ACS_LABELS_TEXT, images=None):
+    def build(base, train, test, labels=_DS_ACS_LABELS_TEXT, images=None):
         root = base / 'fashion-data'
         (root / 'images').mkdir(parents=True, exist_ok=True)
         for k, rel in enumerate(train + test if images is None else images):
@@ -103,6 +103,12 @@ def ds_build_acs():
         return root
 
     return build
+
+
+@pytest.fixture
+def ds_acs_labels_text():
+    """The text of ACS's labels.json (all 15 classes, not valid JSON)."""
+    return _DS_ACS_LABELS_TEXT
 
 
 @pytest.fixture
@@ -152,3 +158,25 @@ def ds_store_folder(tmp_path):
 # ---------------------------------------------------------------------------
 # end of the ds_* block
 # ---------------------------------------------------------------------------
+
+
+# --- project-wide fixtures -------------------------------------------------
+import os as _os
+import sys as _sys
+
+# tests/ holds helper modules (numpy_reference, py2pickle) imported by name.
+_sys.path.insert(0, _os.path.dirname(_os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope='session')
+def zoo_pickle(tmp_path_factory):
+    """A synthetic blvc_googlenet.pkl with the real file's structure: Python 2
+    protocol-2 pickle, latin1 byte strings, 116 float32 arrays in the zoo's
+    order and shapes (random values), 1000 synset words."""
+    import numpy_reference
+    import py2pickle
+    params = numpy_reference.random_params(np.random.RandomState(7))
+    synsets = ['n%08d fake synset %d' % (i, i) for i in range(1000)]
+    path = tmp_path_factory.mktemp('zoo') / 'blvc_googlenet.pkl'
+    py2pickle.write_model_zoo_pickle(path, params, synsets)
+    return path, params, synsets

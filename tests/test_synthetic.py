@@ -23,9 +23,10 @@ def _files(root):
     return out
 
 
-def _shape_descriptor(mask, cells=12):
+def _shape_descriptor(mask, cells=16):
     """The silhouette cropped to its bounding box and resized to a fixed
-    grid (position and scale invariant), plus its (log) aspect ratio, weighted up."""
+    grid (position and scale invariant), plus its log aspect ratio
+    (weighted up: it alone tells trousers from shorts once cropped)."""
     on = mask > 0.5
     rows, cols = np.flatnonzero(on.any(axis=1)), np.flatnonzero(on.any(axis=0))
     crop = mask[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
@@ -165,8 +166,9 @@ def test_render_garment_deterministic():
 
 def test_classes_have_distinct_silhouettes():
     """Nearest-centroid on scale/position-free silhouettes separates the
-    classes on held-out samples, and all class centroids are far apart."""
-    per_class, fit = 24, 12
+    classes on held-out samples, and all class centroids are far apart
+    (two classes drawn alike would fail both)."""
+    per_class, fit = 32, 20
     features = {cls: np.array([
         _shape_descriptor(synthetic.render_garment(
             cls, 64, 1000 * c + i, with_mask=True)[1])
@@ -176,15 +178,15 @@ def test_classes_have_distinct_silhouettes():
     for a in range(len(centroids)):
         for b in range(a + 1, len(centroids)):
             gap = np.abs(centroids[a] - centroids[b]).mean()
-            assert gap > 0.05, (synthetic.CLASSES[a], synthetic.CLASSES[b],
+            assert gap > 0.08, (synthetic.CLASSES[a], synthetic.CLASSES[b],
                                 gap)
-    correct = total = 0
+    correct = []
     for c, cls in enumerate(synthetic.CLASSES):
-        for x in features[cls][fit:]:
-            guess = np.argmin(((centroids - x) ** 2).sum(axis=1))
-            correct += guess == c
-            total += 1
-    assert correct / float(total) >= 0.9
+        guesses = [np.argmin(((centroids - x) ** 2).sum(axis=1))
+                   for x in features[cls][fit:]]
+        correct.append(np.mean(np.equal(guesses, c)))
+        assert correct[-1] >= 0.75, (cls, correct[-1])
+    assert np.mean(correct) >= 0.9
 
 
 def test_taxonomy():

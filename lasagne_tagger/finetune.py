@@ -1,0 +1,346 @@
+"""Fine-tune GoogLeNet on a prepared store (the blog's ACS classifier).
+
+All layers train; ``loss3/classifier`` is replaced by an N-way dense layer
+after a dropout layer (BVLC's train net).  Loss: categorical cross-entropy
++ ``l2`` x sum of squared regularizable weights.  Nesterov momentum SGD, the
+learning rate in a ``theano.shared`` following a step schedule, an optional
+multiplier for the new head.  Rotation augmentation by 0/90/180/270 degrees.
+
+Resume is exact at epoch boundaries: parameters, momentum buffers and the
+epoch counter are checkpointed, the shuffle order comes from (seed, epoch)
+and the dropout stream is reseeded from (seed, epoch) at each epoch start.
+"""
+import dataclasses
+import json
+import math
+import os
+import signal
+import time
+from typing import Optional
+
+import numpy as np
+
+from . import checkpoint, googlenet
+from .config import config_to_dict
+from .errors import TaggerError
+
+__all__ = ['FinetuneConfig', 'build_network', 'compile_functions',
+           'rotate_batch', 'train', 'evaluate', 'load_classifier']
+
+
+@dataclasses.dataclass
+class FinetuneConfig:
+    """Hyper-parameters of a fine-tuning run (saved with every checkpoint)."""
+    store: str = ''                   # prepared HDF5 store
+    train_split: str = 'train'
+    val_split: str = 'validation'
+    weights: Optional[str] = None     # blvc_googlenet.pkl; None: default path
+    from_scratch: bool = False        # must be explicit: never silent
+    width: float = 1.0                # 1.0 = GoogLeNet (only 1.0 loads zoo)
+    dropout: float = 0.4              # BVLC train_val: pool5/drop_7x7_s1
+    l2: float = 2e-4                  # weight of the L2 penalty
+    rotate: bool = True               # 0/90/180/270 augmentation
+    learning_rate: float = 0.001
+    head_lr_mult: float = 10.0        # new classifier learns faster
+    momentum: float = 0.9
+    lr_decay: float = 0.1             # multiply the rate by this ...
+    lr_step_epochs: int = 10          # ... every this many epochs
+    batch_size: int = 32
+    epochs: int = 30
+    seed: int = 1
+
+    def validate(self):
+        if self.batch_size < 1 or self.epochs < 1:
+            raise TaggerError('batch_size and epochs must be >= 1')
+        if self.l2 < 0 or self.learning_rate <= 0:
+            raise TaggerError('l2 must be >= 0 and learning_rate > 0')
+        if not 0 <= self.dropout < 1:
+            raise TaggerError('dropout must be in [0, 1)')
+        if self.lr_step_epochs < 1:
+            raise TaggerError('lr_step_epochs must be >= 1')
+
+    def learning_rate_at(self, epoch):
+        return self.learning_rate * self.lr_decay ** (epoch //
+                                                      self.lr_step_epochs)
+
+
+def build_network(config, num_classes, image_size, input_var=None):
+    """GoogLeNet with an N-way head, initialised as the config says."""
+    from . import weights as zoo
+    import lasagne
+
+    lasagne.random.set_rng(np.random.RandomState(config.seed))
+    net = googlenet.build_model(input_var=input_var, image_size=image_size,
+                                num_classes=num_classes,
+                                dropout=config.dropout, width=config.width)
+    if config.from_scratch:
+        return net, 'from scratch (--from-scratch)'
+    path = config.weights or zoo.default_weights_path()
+    if config.width != 1.0:
+        raise TaggerError('width %g cannot load the model-zoo weights; pass '
+                          'from_scratch=true' % config.width)
+    if zoo.find_weights(path) is None:
+        raise TaggerError(zoo.fetch_instructions(path) +
+                          ', or train with from_scratch=true')
+    data = zoo.load_model_zoo_pickle(path)
+    googlenet.set_model_zoo_values(net, data['param values'][:-2],
+                                   layers=googlenet.PARAM_LAYERS[:-1])
+    return net, 'ImageNet model-zoo weights (%s)' % path
+
+
+def _cross_entropy(logits, y):
+    """Mean cross-entropy from logits via a stable log-softmax.
+
+    # note: Lasagne's categorical_crossentropy(softmax(z)) takes log of a
+    # probability that underflows to 0 early in from-scratch training
+    # (NaN loss measured here); log-softmax is the same value, finite.
+    """
+    import theano.tensor as T
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    log_probs = shifted - T.log(T.exp(shifted).sum(axis=1, keepdims=True))
+    return -log_probs[T.arange(y.shape[0]), y].mean()
+
+
+def _compile_eval(net, y):
+    """``evaluate(x, y) -> (mean cross-entropy, probabilities)``, no
+    dropout."""
+    import lasagne
+    import theano
+    import theano.tensor as T
+    logits = lasagne.layers.get_output(net['loss3/classifier'],
+                                       deterministic=True)
+    return theano.function([net['input'].input_var, y],
+                           [_cross_entropy(logits, y), T.nnet.softmax(logits)])
+
+
+def compile_functions(net, config):
+    """Compile ``train(x, y) -> (loss, acc)`` and ``evaluate(x, y) ->
+    (loss, probs)``; returns them with the learning-rate shared variable,
+    the optimizer's shared state and the dropout random streams."""
+    import lasagne
+    import theano
+    import theano.tensor as T
+    from lasagne.regularization import l2, regularize_network_params
+
+    x = net['input'].input_var
+    y = T.ivector('y')
+    out = net['prob']
+    logits = lasagne.layers.get_output(net['loss3/classifier'])
+    ce = _cross_entropy(logits, y)
+    probs = T.nnet.softmax(logits)
+    penalty = regularize_network_params(out, l2)
+    loss = ce + config.l2 * penalty
+    acc = T.mean(T.eq(T.argmax(probs, axis=1), y))
+
+    lr = theano.shared(np.asarray(config.learning_rate, theano.config.floatX),
+                       name='learning_rate')
+    head = net['loss3/classifier'].get_params()
+    body = [p for p in lasagne.layers.get_all_params(out, trainable=True)
+            if p not in head]
+    grads = T.grad(loss, body + head)
+    updates = lasagne.updates.nesterov_momentum(
+        grads[:len(body)], body, lr, config.momentum)
+    updates.update(lasagne.updates.nesterov_momentum(
+        grads[len(body):], head, lr * config.head_lr_mult, config.momentum))
+    params = set(body + head)
+    opt_state = [v for v in updates if v not in params]
+    train_fn = theano.function([x, y], [ce, acc], updates=updates)
+
+    eval_fn = _compile_eval(net, y)
+    dropout = [layer._srng for layer in net.values()
+               if hasattr(layer, '_srng')]
+    return train_fn, eval_fn, lr, opt_state, dropout
+
+
+def rotate_batch(crops, rng):
+    """Rotate each square crop by a random multiple of 90 degrees."""
+    out = np.empty_like(crops)
+    turns = rng.randint(0, 4, size=len(crops))
+    for i, k in enumerate(turns):
+        out[i] = np.rot90(crops[i], k)
+    return out
+
+
+def _named_state(net, opt_state):
+    arrays = checkpoint.named_params(net)
+    for i, var in enumerate(opt_state):
+        arrays['opt/%03d' % i] = var
+    return arrays
+
+
+def _evaluate_split(store, split, eval_fn, batch_size, num_classes):
+    from . import metrics
+    from .preprocess import to_network_input
+    losses, preds, labels = [], [], []
+    for crops, y, _ in store.batches(split, batch_size):
+        loss, probs = eval_fn(to_network_input(crops), y.astype(np.int32))
+        losses.append(float(loss) * len(y))
+        preds.append(np.argmax(probs, axis=1))
+        labels.append(y)
+    if not labels:
+        raise TaggerError('split %r of the store is empty' % split,
+                          store.path)
+    labels = np.concatenate(labels)
+    preds = np.concatenate(preds)
+    report = metrics.classification_report(labels, preds, store.classes)
+    report['loss'] = sum(losses) / len(labels)
+    return report
+
+
+def train(config, out_dir, resume=False, progress=True, log=print):
+    """Fine-tune as ``config`` says, writing everything to ``out_dir``.
+
+    Files: ``last.npz/.json`` (every epoch), ``best.npz/.json`` (best
+    validation mean class accuracy), ``metrics.jsonl`` (one line per epoch),
+    ``config.json``.  Ctrl-C saves the last finished epoch and returns; a
+    NaN/inf loss stops with a TaggerError, keeping the last good checkpoint.
+
+    Returns
+    -------
+    list of dict
+        The per-epoch metrics (including earlier epochs when resuming).
+    """
+    from . import store as store_mod
+    from .preprocess import to_network_input
+    from .progress import Progress
+
+    config.validate()
+    os.makedirs(out_dir, exist_ok=True)
+    last = os.path.join(out_dir, 'last')
+    log_path = os.path.join(out_dir, 'metrics.jsonl')
+    with store_mod.open_store(config.store) as store:
+        num_classes = len(store.classes)
+        net, init = build_network(config, num_classes, store.size)
+        train_fn, eval_fn, lr, opt_state, streams = compile_functions(
+            net, config)
+        state = _named_state(net, opt_state)
+        history, start_epoch, best = [], 0, -1.0
+        if resume and os.path.exists(last + '.json'):
+            arrays, meta = checkpoint.load_checkpoint(last)
+            if meta.get('classes') != list(store.classes):
+                raise TaggerError('checkpoint is for classes %s, the store '
+                                  'has %s' % (meta.get('classes'),
+                                              list(store.classes)),
+                                  last + '.json')
+            checkpoint.assign_params(state, arrays, source=last + '.npz')
+            history = meta['history']
+            start_epoch = meta['epoch'] + 1
+            best = max(h['val_mean_class_accuracy'] for h in history)
+            init = meta['init']
+            log('resuming after epoch %d' % meta['epoch'])
+        elif os.path.exists(log_path) and not resume:
+            os.replace(log_path, log_path + '.old')
+        with open(os.path.join(out_dir, 'config.json'), 'w') as fh:
+            json.dump(config_to_dict(config), fh, indent=2)
+        log('initialisation: %s' % init)
+        n_train = store.count(config.train_split)
+        interrupted = []
+        old_handler = signal.signal(
+            signal.SIGINT, lambda *a: interrupted.append(True))
+        try:
+            for epoch in range(start_epoch, config.epochs):
+                lr.set_value(np.asarray(config.learning_rate_at(epoch),
+                                        lr.dtype))
+                for k, srng in enumerate(streams):
+                    srng.seed(config.seed * 1000003 + epoch * 101 + k)
+                aug = np.random.RandomState([config.seed, epoch, 7])
+                t0 = time.time()
+                tot_loss = tot_acc = seen = 0.0
+                bar = Progress(math.ceil(n_train / config.batch_size),
+                               'epoch %d' % (epoch + 1), enabled=progress,
+                               unit='batch')
+                for crops, y, _ in store.batches(
+                        config.train_split, config.batch_size, shuffle=True,
+                        seed=config.seed, epoch=epoch):
+                    if config.rotate:
+                        crops = rotate_batch(crops, aug)
+                    loss, acc = train_fn(to_network_input(crops),
+                                         y.astype(np.int32))
+                    if not np.isfinite(loss):
+                        bar.close()
+                        raise TaggerError(
+                            'loss became %s in epoch %d; stopped (lower '
+                            'learning_rate?). %s' % (
+                                loss, epoch + 1,
+                                'The last good checkpoint is %s.npz' % last
+                                if os.path.exists(last + '.npz') else
+                                'No checkpoint was written yet.'))
+                    tot_loss += float(loss) * len(y)
+                    tot_acc += float(acc) * len(y)
+                    seen += len(y)
+                    bar.update()
+                    if interrupted:
+                        break
+                bar.close()
+                if interrupted:
+                    log('interrupted: epoch %d discarded, %s kept'
+                        % (epoch + 1, last))
+                    break
+                train_time = time.time() - t0
+                val = _evaluate_split(store, config.val_split, eval_fn,
+                                      config.batch_size, num_classes)
+                row = {'epoch': epoch + 1,
+                       'learning_rate': config.learning_rate_at(epoch),
+                       'train_loss': tot_loss / seen,
+                       'train_accuracy': tot_acc / seen,
+                       'val_loss': val['loss'],
+                       'val_accuracy': val['accuracy'],
+                       'val_mean_class_accuracy': val['mean_class_accuracy'],
+                       'train_images_per_s': seen / train_time,
+                       'seconds': time.time() - t0}
+                row['gap'] = row['train_accuracy'] - row['val_accuracy']
+                history.append(row)
+                with open(log_path, 'a') as fh:
+                    fh.write(json.dumps(row) + '\n')
+                meta = {'kind': 'googlenet-classifier',
+                        'config': config_to_dict(config), 'epoch': epoch,
+                        'history': history, 'classes': list(store.classes),
+                        'image_size': store.size, 'init': init,
+                        'confusion': val['confusion']}
+                checkpoint.save_checkpoint(last, state, meta)
+                if row['val_mean_class_accuracy'] > best:
+                    best = row['val_mean_class_accuracy']
+                    checkpoint.save_checkpoint(
+                        os.path.join(out_dir, 'best'),
+                        checkpoint.named_params(net), meta)
+                log('epoch %d: train loss %.4f acc %.3f | val loss %.4f acc '
+                    '%.3f mean-class %.3f | gap %.3f | %.1f img/s'
+                    % (row['epoch'], row['train_loss'],
+                       row['train_accuracy'], row['val_loss'],
+                       row['val_accuracy'], row['val_mean_class_accuracy'],
+                       row['gap'], row['train_images_per_s']))
+        finally:
+            signal.signal(signal.SIGINT, old_handler)
+    return history
+
+
+def load_classifier(prefix, input_var=None):
+    """Rebuild a fine-tuned network from a checkpoint: ``(net, meta)``."""
+    arrays, meta = checkpoint.load_checkpoint(prefix)
+    if meta.get('kind') != 'googlenet-classifier':
+        raise TaggerError('not a GoogLeNet classifier checkpoint (kind %r)'
+                          % meta.get('kind'), prefix)
+    cfg = meta['config']
+    net = googlenet.build_model(input_var=input_var,
+                                image_size=meta['image_size'],
+                                num_classes=len(meta['classes']),
+                                dropout=cfg['dropout'], width=cfg['width'])
+    checkpoint.assign_params(checkpoint.named_params(net), arrays,
+                             source=prefix)
+    return net, meta
+
+
+def evaluate(prefix, store_path, split, batch_size=32):
+    """Metrics of a checkpoint on one split of a store."""
+    from . import store as store_mod
+    import theano.tensor as T
+
+    net, meta = load_classifier(prefix)
+    with store_mod.open_store(store_path) as store:
+        if list(store.classes) != meta['classes']:
+            raise TaggerError('checkpoint classes %s differ from the store\'s '
+                              '%s' % (meta['classes'], list(store.classes)),
+                              store_path)
+        eval_fn = _compile_eval(net, T.ivector('y'))
+        return _evaluate_split(store, split, eval_fn, batch_size,
+                               len(store.classes))
