@@ -7,6 +7,7 @@ exits with status 2.
 """
 import argparse
 import json
+import os
 import sys
 
 from .errors import TaggerError
@@ -109,6 +110,64 @@ def _cmd_plot(args):
     for path in plots.plot_run(args.run):
         print('wrote %s' % path)
     return 0
+
+
+def _cmd_extract(args):
+    from .features import extract_features
+    path = extract_features(args.cnn, args.store, args.out, layer=args.layer,
+                            rotations=args.rotations,
+                            batch_size=args.batch_size,
+                            progress=not args.quiet)
+    print('wrote %s' % path)
+    return 0
+
+
+def _cmd_train_tagger(args):
+    from . import tagger
+    from .config import load_config
+    overrides = list(args.set or [])
+    for key in ('features', 'taxonomy'):
+        if getattr(args, key):
+            overrides.append('%s=%s' % (key, getattr(args, key)))
+    config = load_config(tagger.TaggerConfig, args.config, overrides)
+    if not config.features or not config.taxonomy:
+        raise TaggerError('give --features and --taxonomy (or set them in '
+                          'the config)')
+    history = tagger.train_tagger(config, args.out, resume=args.resume,
+                                  progress=not args.quiet)
+    from . import plots
+    plots.plot_tag_accuracy([h['iteration'] for h in history],
+                            [h['val_tag_accuracy'] for h in history],
+                            os.path.join(args.out, 'tag_accuracy.png'))
+    return 0
+
+
+def _cmd_tag(args):
+    from .tagging import Pipeline, render_tags
+    pipeline = Pipeline(args.cnn, args.tagger)
+    results, bad = pipeline.tag_files(args.photos, beam=args.beam,
+                                      upscale=args.upscale)
+    if args.json:
+        json.dump({'results': [{'path': p, 'tags': [
+            {'tag': t, 'probability': q} for t, q in tags]}
+            for p, tags in results],
+            'errors': [{'path': p, 'error': e} for p, e in bad]},
+            sys.stdout, indent=2)
+        sys.stdout.write('\n')
+    else:
+        for path, tags in results:
+            print('%s: %s' % (path, ', '.join('%s (%.0f%%)' % (t, 100 * q)
+                                              for t, q in tags)))
+    if args.render:
+        os.makedirs(args.render, exist_ok=True)
+        for path, tags in results:
+            name = os.path.splitext(os.path.basename(path))[0] + '.tags.png'
+            render_tags(path, tags, os.path.join(args.render, name))
+    for _, message in bad:
+        print('error: %s' % message, file=sys.stderr)
+    if bad and not results:
+        return 2
+    return 1 if bad else 0
 
 
 def _cmd_demo(args):
@@ -214,6 +273,47 @@ def build_parser():
                        help='draw curves.png and confusion.png of a run')
     p.add_argument('run', help='run folder (holds metrics.jsonl)')
     p.set_defaults(func=_cmd_plot)
+
+    p = sub.add_parser('extract', formatter_class=fmt,
+                       help='CNN features of every image of a store (HDF5)')
+    p.add_argument('cnn', help='classifier checkpoint prefix (runs/x/best) '
+                               'or "imagenet" for the model-zoo network')
+    p.add_argument('store')
+    p.add_argument('out', help='features file to write, e.g. runs/f.h5')
+    p.add_argument('--layer', default='pool5/7x7_s1',
+                   help='layer to extract (e.g. loss3/classifier)')
+    p.add_argument('--rotations', action='store_true',
+                   help='also the 90/180/270 degree rotations')
+    p.add_argument('--batch-size', type=_positive_int, default=32)
+    p.add_argument('--quiet', action='store_true')
+    p.set_defaults(func=_cmd_extract)
+
+    p = sub.add_parser('train-tagger', formatter_class=fmt,
+                       help='train the LSTM tag generator on features')
+    p.add_argument('--config', default=None, help='JSON config')
+    p.add_argument('--set', action='append', metavar='KEY=VALUE',
+                   help='override a config value (repeatable)')
+    p.add_argument('--features', default=None, help='from `extract`')
+    p.add_argument('--taxonomy', default=None,
+                   help='taxonomy JSON or a packaged name (acs, '
+                        'clothing-small)')
+    p.add_argument('--out', default='runs/tagger', help='run folder')
+    p.add_argument('--resume', action='store_true')
+    p.add_argument('--quiet', action='store_true')
+    p.set_defaults(func=_cmd_train_tagger)
+
+    p = sub.add_parser('tag', formatter_class=fmt,
+                       help='tags for photos (fine-tuned CNN + tagger)')
+    p.add_argument('photos', nargs='+', metavar='PHOTO')
+    p.add_argument('--cnn', required=True, help='classifier checkpoint')
+    p.add_argument('--tagger', required=True, help='tagger checkpoint')
+    p.add_argument('--beam', type=_positive_int, default=None,
+                   help='beam width (default: greedy scan)')
+    p.add_argument('--upscale', action='store_true')
+    p.add_argument('--json', action='store_true')
+    p.add_argument('--render', default=None, metavar='DIR',
+                   help='also draw each photo with its tags into DIR')
+    p.set_defaults(func=_cmd_tag)
 
     p = sub.add_parser('demo', formatter_class=fmt,
                        help='the whole pipeline on the embedded synthetic '

@@ -64,6 +64,8 @@ def extract_features(source, store_path, out_path, layer='pool5/7x7_s1',
                  'classes': json.dumps(list(store.classes)),
                  'split_names': json.dumps(list(store.splits)),
                  'rotations': n_rot, 'store': os.path.abspath(store_path)}
+        os.makedirs(os.path.dirname(os.path.abspath(out_path)),
+                    exist_ok=True)
         mode = 'r+' if os.path.exists(out_path) else 'w-'
         with h5py.File(out_path, mode) as h5:
             if mode == 'w-':

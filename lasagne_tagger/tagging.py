@@ -1,0 +1,207 @@
+"""Using the whole system: photos in, tags out; and measuring the tags.
+
+* :class:`Pipeline` -- a fine-tuned CNN checkpoint + a tagger checkpoint,
+  compiled once: :meth:`Pipeline.tag_crops` and :meth:`Pipeline.tag_files`.
+* :func:`evaluate_tags` -- tag precision/recall/F1 (micro, macro) and exact
+  match on single-garment images of a store split, and on multi-garment
+  composites built from them (truth: the union of their tag sets), as the
+  blog's "~80% on images with several garments" claim.
+* :func:`render_tags` -- the blog's figure: the photo with its tags.
+"""
+import os
+
+import numpy as np
+
+from .errors import TaggerError
+
+__all__ = ['Pipeline', 'evaluate_tags', 'render_tags']
+
+
+class Pipeline(object):
+    """CNN features -> tagger, both from checkpoints, compiled lazily."""
+
+    def __init__(self, cnn_prefix, tagger_prefix):
+        from . import finetune, tagger
+        from .imagenet import compile_forward
+        self.net, self.cnn_meta = finetune.load_classifier(cnn_prefix)
+        self.decoder, self.tagger_meta = tagger.load_tagger(tagger_prefix)
+        layer = self.tagger_meta['feature_layer']
+        width = int(np.prod(self.net[layer].output_shape[1:]))
+        if width != self.tagger_meta['feature_width']:
+            raise TaggerError('tagger expects %d-d features, the CNN\'s %s '
+                              'gives %d' % (self.tagger_meta['feature_width'],
+                                            layer, width), tagger_prefix)
+        self.image_size = self.cnn_meta['image_size']
+        self._forward = compile_forward(self.net, (layer,))
+
+    @property
+    def vocabulary(self):
+        return self.decoder.vocab
+
+    def features(self, crops, batch_size=32):
+        from .preprocess import to_network_input
+        out = []
+        for start in range(0, len(crops), batch_size):
+            batch = to_network_input(crops[start:start + batch_size])
+            out.append(self._forward(batch)[0].reshape(len(batch), -1))
+        return np.concatenate(out) if out else np.zeros((0, 0))
+
+    def tag_crops(self, crops, beam=None):
+        """``[(tag, probability), ...]`` per uint8 crop (greedy or beam)."""
+        feats = self.features(crops)
+        if beam and beam > 1:
+            return self.decoder.beam(feats, beam_width=beam)
+        return self.decoder.greedy(feats)
+
+    def tag_files(self, paths, beam=None, upscale=False):
+        """Tags per readable photo and ``(path, error)`` per bad one."""
+        from .preprocess import load_crop
+        if not paths:
+            raise TaggerError('no photos given')
+        good, bad, crops = [], [], []
+        for path in paths:
+            try:
+                crops.append(load_crop(path, size=self.image_size,
+                                       upscale=upscale))
+                good.append(path)
+            except TaggerError as exc:
+                bad.append((path, str(exc)))
+        tags = self.tag_crops(np.stack(crops), beam=beam) if crops else []
+        return list(zip(good, tags)), bad
+
+
+def _truth_sets(labels, class_tags):
+    return [set(class_tags[int(l)]) for l in labels]
+
+
+def evaluate_tags(pipeline, store_path, split, n_composites=200, k=2,
+                  beam=None, seed=0, examples=8):
+    """Tag metrics on a store split: single garments and composites.
+
+    Returns
+    -------
+    dict
+        ``single`` and ``multi`` tag metrics (see :func:`metrics.tag_metrics`)
+        and a few ``examples`` (index, predicted and true tags) of each.
+    """
+    from . import composites, metrics, store as store_mod
+    vocab = pipeline.vocabulary
+    tax = vocab.taxonomy
+    classes = pipeline.cnn_meta['classes']
+    if tax is None or any(c not in tax for c in classes):
+        raise TaggerError('the tagger\'s taxonomy does not cover the CNN\'s '
+                          'classes %s' % classes)
+    class_tags = [list(tax[c]) for c in classes]
+    with store_mod.open_store(store_path) as store:
+        if list(store.classes) != list(classes):
+            raise TaggerError('store classes %s differ from the CNN\'s %s'
+                              % (list(store.classes), classes), store_path)
+        rows = store.indices(split)
+        if not len(rows):
+            raise TaggerError('split %r is empty' % split, store_path)
+        crops, labels = store.read(rows)
+    predicted = pipeline.tag_crops(crops, beam=beam)
+    pred_sets = [set(t for t, _ in p) for p in predicted]
+    result = {'split': split, 'beam': beam or 1,
+              'single': metrics.tag_metrics(_truth_sets(labels, class_tags),
+                                            pred_sets)}
+    result['single_examples'] = [
+        {'row': int(rows[i]), 'predicted': predicted[i],
+         'true': class_tags[int(labels[i])]} for i in range(min(examples,
+                                                                 len(rows)))]
+    if n_composites and len(set(labels.tolist())) >= k:
+        images, idx, label_lists = composites.make_composites(
+            crops, labels, n_composites, k=k, seed=seed)
+        multi_pred = pipeline.tag_crops(images, beam=beam)
+        truth = composites.composite_truth(label_lists, class_tags)
+        result['multi'] = metrics.tag_metrics(
+            truth, [set(t for t, _ in p) for p in multi_pred])
+        result['multi']['k'] = k
+        result['multi_examples'] = [
+            {'sources': [int(rows[j]) for j in idx[i]],
+             'predicted': multi_pred[i], 'true': sorted(truth[i])}
+            for i in range(min(examples, len(images)))]
+        result['_composites'] = images[:examples]
+    return result
+
+
+def render_tags(crop_or_path, tags, out_path, title=None, size=None):
+    """Draw the photo with its tags beside it (PNG, written atomically)."""
+    from PIL import Image, ImageDraw
+    from .preprocess import load_image
+    if isinstance(crop_or_path, np.ndarray):
+        image = Image.fromarray(crop_or_path)
+    else:
+        image = load_image(crop_or_path)
+    side = size or max(224, min(image.size))
+    image = image.copy()
+    image.thumbnail((side, side))
+    line = 16
+    panel = max(180, 10 + 8 * max([len(t) + 8 for t, _ in tags] or [10]))
+    canvas = Image.new('RGB', (image.width + panel,
+                               max(image.height, line * (len(tags) + 2))),
+                       'white')
+    canvas.paste(image, (0, 0))
+    draw = ImageDraw.Draw(canvas)
+    y = 6
+    if title:
+        draw.text((image.width + 8, y), title, fill=(0, 0, 0))
+        y += line
+    for tag, prob in tags:
+        draw.text((image.width + 8, y), '%s  %.0f%%' % (tag, 100 * prob),
+                  fill=(20, 20, 120))
+        y += line
+    tmp = '%s.%d.tmp.png' % (out_path, os.getpid())
+    canvas.save(tmp)
+    os.replace(tmp, out_path)
+    return out_path
+
+
+def run_tagger_stage(out_dir, store_path, cnn_prefix, taxonomy, test_split,
+                     tagger_settings=None, rotations=False, beam=None,
+                     n_composites=200, progress=True, log=print):
+    """Features -> tagger training -> tag evaluation, into ``out_dir``.
+
+    Returns a dict with the tagger history, the single- and multi-garment
+    tag metrics, and example images written under ``out_dir/examples``.
+    """
+    import dataclasses
+    from . import plots, tagger
+    from .features import extract_features
+
+    feats = os.path.join(out_dir, 'features.h5')
+    extract_features(cnn_prefix, store_path, feats, rotations=rotations,
+                     progress=progress)
+    fields = {f.name for f in dataclasses.fields(tagger.TaggerConfig)}
+    settings = {k: v for k, v in (tagger_settings or {}).items()
+                if k in fields}
+    config = tagger.TaggerConfig(features=feats, taxonomy=taxonomy,
+                                 use_rotations=rotations, **settings)
+    run_dir = os.path.join(out_dir, 'tagger')
+    history = tagger.train_tagger(config, run_dir, resume=True,
+                                  progress=progress, log=log)
+    curve = plots.plot_tag_accuracy(
+        [h['iteration'] for h in history],
+        [h['val_tag_accuracy'] for h in history],
+        os.path.join(run_dir, 'tag_accuracy.png'),
+        title='LSTM tag accuracy (validation, teacher-forced)')
+    pipeline = Pipeline(cnn_prefix, os.path.join(run_dir, 'best'))
+    result = evaluate_tags(pipeline, store_path, test_split,
+                           n_composites=n_composites, beam=beam)
+    examples = os.path.join(out_dir, 'examples')
+    os.makedirs(examples, exist_ok=True)
+    from PIL import Image
+    from .store import open_store
+    with open_store(store_path) as store:
+        for i, ex in enumerate(result['single_examples']):
+            crop, _ = store.read([ex['row']])
+            ex['image'] = 'examples/single_%d.png' % i
+            Image.fromarray(crop[0]).save(os.path.join(out_dir, ex['image']))
+    for i, ex in enumerate(result.get('multi_examples', [])):
+        ex['image'] = 'examples/multi_%d.png' % i
+        Image.fromarray(result['_composites'][i]).save(
+            os.path.join(out_dir, ex['image']))
+    result.pop('_composites', None)
+    result['history'] = history
+    result['tag_accuracy_png'] = curve
+    return result
