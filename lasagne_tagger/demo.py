@@ -3,11 +3,12 @@
 Renders the seeded synthetic apparel set (:mod:`synthetic`), prepares it
 into a store, fine-tunes GoogLeNet on it (model-zoo weights when present,
 else from scratch at a reduced size, and says which), evaluates on the
-test split and draws the curves and the confusion matrix.  ``data=ROOT``
-runs the same on a folder dataset such as ``../shared/data/clothing-small``.
-
-# note: the LSTM tagger stage is not part of the demo yet (see the open
-# tagger issue); the demo stops at the fine-tuned classifier.
+test split and draws the curves and the confusion matrix, then extracts
+``pool5/7x7_s1`` features, trains the LSTM tagger, measures tag F1 on
+single garments and on two-garment composites, and writes an HTML report
+(``report.html``) plus a terminal summary.  ``data=ROOT`` runs the same on a
+folder dataset such as ``../shared/data/clothing-small`` (its taxonomy:
+``ROOT/taxonomy.json``, else the packaged one named like the folder).
 """
 import dataclasses
 import json
@@ -16,7 +17,24 @@ import time
 
 from .errors import TaggerError
 
-__all__ = ['DEMO_DEFAULTS', 'run_demo']
+__all__ = ['DEMO_DEFAULTS', 'TAGGER_DEFAULTS', 'run_demo']
+
+# The tagger at demo size: the blog's architecture, smaller and shorter.
+TAGGER_DEFAULTS = dict(embed_size=128, hidden_size=128, iterations=1500,
+                       eval_every=250, batch_size=100, learning_rate=0.001)
+
+
+def _taxonomy_for(root):
+    from . import datasets
+    path = os.path.join(root, 'taxonomy.json')
+    if os.path.isfile(path):
+        return path
+    name = os.path.basename(os.path.normpath(root))
+    if name in datasets.taxonomy_names():
+        return name
+    raise TaggerError('no taxonomy.json and no packaged taxonomy named %r '
+                      '(packaged: %s)' % (name, ', '.join(
+                          datasets.taxonomy_names())), root)
 
 # Reduced size for 2 CPU cores: 64 px inputs, a quarter of GoogLeNet's
 # filters, trained from scratch (no ImageNet weights on this machine).
@@ -77,6 +95,12 @@ def run_demo(out_dir='runs/demo', data=None, epochs=None, progress=True,
                              progress=progress, log=log)
     report = finetune.evaluate(os.path.join(run_dir, 'best'), store_path,
                                test_split, batch_size=config.batch_size)
+    from .tagging import run_tagger_stage
+    tags = run_tagger_stage(out_dir, store_path,
+                            os.path.join(run_dir, 'best'),
+                            _taxonomy_for(root), test_split,
+                            tagger_settings=TAGGER_DEFAULTS,
+                            progress=progress, log=log)
     figures = []
     try:
         from . import plots
@@ -92,11 +116,66 @@ def run_demo(out_dir='runs/demo', data=None, epochs=None, progress=True,
               'final_train_accuracy': history[-1]['train_accuracy'],
               'figures': figures,
               'prepare_images_per_s': summary.images_per_second,
+              'tags_single': _short(tags['single']),
+              'tags_multi': _short(tags.get('multi', {})),
+              'tagger_val_tag_accuracy':
+                  tags['history'][-1]['val_tag_accuracy'],
               'wall_s': time.time() - t0}
+    result['report'] = _write_report(out_dir, result, history, tags,
+                                     figures)
     with open(os.path.join(out_dir, 'summary.json'), 'w') as fh:
         json.dump(result, fh, indent=2)
-    log('test accuracy %.3f, mean class accuracy %.3f (%s split); wall '
-        'time %.0f s; results in %s'
+    log('classifier: test accuracy %.3f, mean class accuracy %.3f (%s split)'
         % (result['test_accuracy'], result['test_mean_class_accuracy'],
-           test_split, result['wall_s'], out_dir))
+           test_split))
+    for name in ('single', 'multi'):
+        m = result['tags_' + name]
+        if m:
+            log('tags, %s garment%s: micro F1 %.3f, macro F1 %.3f, exact '
+                'match %.3f (%d images)'
+                % ('one' if name == 'single' else 'two',
+                   '' if name == 'single' else 's', m['micro_f1'],
+                   m['macro_f1'], m['exact_match'], m['count']))
+    log('wall time %.0f s; report: %s' % (result['wall_s'], result['report']))
     return result
+
+
+def _short(metrics):
+    keys = ('micro_precision', 'micro_recall', 'micro_f1', 'macro_f1',
+            'exact_match', 'count')
+    return {k: metrics[k] for k in keys if k in metrics}
+
+
+def _write_report(out_dir, result, history, tags, figures):
+    from . import report
+    rel = lambda p: os.path.relpath(p, out_dir)
+    figs = ''.join('<p><img src="%s"></p>' % rel(f) for f in
+                   list(figures) + [tags['tag_accuracy_png']])
+    rows = [dict(what='classifier test accuracy',
+                 value=result['test_accuracy']),
+            dict(what='classifier mean class accuracy',
+                 value=result['test_mean_class_accuracy']),
+            dict(what='tagger validation tag accuracy (teacher-forced)',
+                 value=result['tagger_val_tag_accuracy'])]
+    for name, label in (('single', 'one garment'), ('multi', 'two garments')):
+        for key in ('micro_f1', 'macro_f1', 'exact_match'):
+            if key in result['tags_' + name]:
+                rows.append(dict(what='tags, %s: %s' % (label, key),
+                                 value=result['tags_' + name][key]))
+    single = [(ex['image'], ex['predicted'], ex['true'])
+              for ex in tags['single_examples']]
+    multi = [(ex['image'], ex['predicted'], ex['true'])
+             for ex in tags.get('multi_examples', [])]
+    sections = [
+        ('Settings', '<p>data: %s; initialisation: %s; %d epochs; '
+         'wall time %.0f s</p>' % (result['data'], result['init'],
+                                   result['epochs'], result['wall_s'])),
+        ('Results', report.metrics_table(rows, [('what', 'measure'),
+                                                ('value', 'value')])),
+        ('Single garments (test split)', report.examples_table(single)),
+        ('Two-garment composites', report.examples_table(multi)),
+        ('Curves and confusion matrix', figs)]
+    md = '# lasagne_tagger demo\n\n' + '\n'.join(
+        '- %s: %.3f' % (r['what'], r['value']) for r in rows) + '\n'
+    return report.write_html(os.path.join(out_dir, 'report.html'),
+                             'lasagne_tagger demo', sections, markdown=md)

@@ -12,6 +12,7 @@ and the dropout stream is reseeded from (seed, epoch) at each epoch start.
 """
 import dataclasses
 import json
+from collections import OrderedDict
 import math
 import os
 import signal
@@ -42,6 +43,13 @@ class FinetuneConfig:
     rotate: bool = True               # 0/90/180/270 augmentation
     learning_rate: float = 0.001
     head_lr_mult: float = 10.0        # new classifier learns faster
+    # note: conv1 sees raw pixels (std ~60) while every other layer sees
+    # O(1) activations, so its gradient is ~60^2 times too large relative to
+    # its weights.  A multiplier of 1/60^2 makes SGD behave exactly as if
+    # the inputs were unit-variance; needed from scratch (lr 0.003 diverged
+    # without it), and harmless to leave at 1.0 when fine-tuning.
+    conv1_lr_mult: float = 1.0
+    init: str = 'glorot'              # 'he' for from-scratch (googlenet.py)
     momentum: float = 0.9
     lr_decay: float = 0.1             # multiply the rate by this ...
     lr_step_epochs: int = 10          # ... every this many epochs
@@ -72,7 +80,8 @@ def build_network(config, num_classes, image_size, input_var=None):
     lasagne.random.set_rng(np.random.RandomState(config.seed))
     net = googlenet.build_model(input_var=input_var, image_size=image_size,
                                 num_classes=num_classes,
-                                dropout=config.dropout, width=config.width)
+                                dropout=config.dropout, width=config.width,
+                                init=config.init)
     if config.from_scratch:
         return net, 'from scratch (--from-scratch)'
     path = config.weights or zoo.default_weights_path()
@@ -135,14 +144,18 @@ def compile_functions(net, config):
     lr = theano.shared(np.asarray(config.learning_rate, theano.config.floatX),
                        name='learning_rate')
     head = net['loss3/classifier'].get_params()
+    first = net['conv1/7x7_s2'].get_params()
     body = [p for p in lasagne.layers.get_all_params(out, trainable=True)
-            if p not in head]
-    grads = T.grad(loss, body + head)
-    updates = lasagne.updates.nesterov_momentum(
-        grads[:len(body)], body, lr, config.momentum)
-    updates.update(lasagne.updates.nesterov_momentum(
-        grads[len(body):], head, lr * config.head_lr_mult, config.momentum))
-    params = set(body + head)
+            if p not in head and p not in first]
+    groups = [(body, 1.0), (first, config.conv1_lr_mult),
+              (head, config.head_lr_mult)]
+    grads = iter(T.grad(loss, body + first + head))
+    updates = OrderedDict()
+    for group, mult in groups:
+        updates.update(lasagne.updates.nesterov_momentum(
+            [next(grads) for _ in group], group, lr * mult,
+            config.momentum))
+    params = set(body + first + head)
     opt_state = [v for v in updates if v not in params]
     train_fn = theano.function([x, y], [ce, acc], updates=updates)
 

@@ -44,6 +44,8 @@ INCEPTION_BRANCHES = ('1x1', '3x3_reduce', '3x3', '5x5_reduce', '5x5',
                       'pool_proj')
 FEATURE_LAYER = 'pool5/7x7_s1'
 NUM_PARAMS = 6998552          # of the 1000-way model zoo network
+# Typical standard deviation of BGR mean-subtracted pixels (0..255 scale).
+INPUT_STD = 60.0
 
 
 def param_layer_names():
@@ -62,8 +64,8 @@ def _scaled(n, width):
     return max(1, int(round(n * width)))
 
 
-def _inception(net, name, incoming, nfilters, width):
-    from lasagne.layers import (ConcatLayer, Conv2DLayer, MaxPool2DLayer)
+def _inception(net, name, incoming, nfilters, width, Conv2DLayer):
+    from lasagne.layers import ConcatLayer, MaxPool2DLayer
     n = [_scaled(f, width) for f in nfilters]
     net[name + '/pool'] = MaxPool2DLayer(incoming, pool_size=3, stride=1,
                                          pad=1, name=name + '/pool')
@@ -85,7 +87,7 @@ def _inception(net, name, incoming, nfilters, width):
 
 
 def build_model(input_var=None, image_size=224, batch_size=None,
-                num_classes=1000, dropout=0.0, width=1.0):
+                num_classes=1000, dropout=0.0, width=1.0, init='glorot'):
     """Build BVLC GoogLeNet as a dict of named Lasagne 0.1 layers.
 
     Parameters
@@ -106,6 +108,14 @@ def build_model(input_var=None, image_size=224, batch_size=None,
         Multiplies every layer's filter count.  1.0 is GoogLeNet; smaller
         values build a thin copy for CPU tests and the demo.
         # note: not in the model zoo; widths != 1 cannot load its weights.
+    init : {'glorot', 'he'}
+        How filters are initialised before any weights are loaded: Lasagne's
+        default GlorotUniform, or 'he': HeNormal with the ReLU gain, conv1
+        scaled down by ``INPUT_STD`` because its input is raw mean-subtracted
+        pixels rather than unit-variance activations.
+        # note: for from-scratch training only.  With Glorot's gain 1 the
+        # signal fades through 22 ReLU layers and training stalls at chance
+        # (measured: see lasagne_tagger/finetune.py).
 
     Returns
     -------
@@ -117,9 +127,10 @@ def build_model(input_var=None, image_size=224, batch_size=None,
     TaggerError
         If the image size is too small for the network or a size is invalid.
     """
-    from lasagne.layers import (Conv2DLayer, DenseLayer, DropoutLayer,
-                                GlobalPoolLayer, InputLayer, MaxPool2DLayer,
-                                NonlinearityLayer)
+    import functools
+    import lasagne
+    from lasagne.layers import (DenseLayer, DropoutLayer, GlobalPoolLayer,
+                                InputLayer, MaxPool2DLayer, NonlinearityLayer)
     from lasagne.layers import LocalResponseNormalization2DLayer as LRN
     from lasagne.nonlinearities import linear, softmax
 
@@ -134,12 +145,21 @@ def build_model(input_var=None, image_size=224, batch_size=None,
         raise TaggerError('dropout must be in [0, 1), got %r' % (dropout,))
     if not width > 0:
         raise TaggerError('width must be > 0, got %r' % (width,))
+    if init == 'glorot':
+        first_init = other_init = lasagne.init.GlorotUniform()
+    elif init == 'he':
+        other_init = lasagne.init.HeNormal(gain='relu')
+        first_init = lasagne.init.HeNormal(gain=np.sqrt(2) / INPUT_STD)
+    else:
+        raise TaggerError("init must be 'glorot' or 'he', got %r" % (init,))
+    Conv2DLayer = functools.partial(lasagne.layers.Conv2DLayer, W=other_init)
 
     net = OrderedDict()
     net['input'] = InputLayer((batch_size, 3, image_size, image_size),
                               input_var=input_var, name='input')
     net['conv1/7x7_s2'] = Conv2DLayer(net['input'], _scaled(64, width), 7,
-                                      stride=2, pad=3, name='conv1/7x7_s2')
+                                      stride=2, pad=3, W=first_init,
+                                      name='conv1/7x7_s2')
     net['pool1/3x3_s2'] = MaxPool2DLayer(net['conv1/7x7_s2'], pool_size=3,
                                          stride=2, ignore_border=False,
                                          name='pool1/3x3_s2')
@@ -165,7 +185,7 @@ def build_model(input_var=None, image_size=224, batch_size=None,
             top = net['pool4/3x3_s2'] = MaxPool2DLayer(
                 top, pool_size=3, stride=2, ignore_border=False,
                 name='pool4/3x3_s2')
-        top = _inception(net, module, top, nfilters, width)
+        top = _inception(net, module, top, nfilters, width, Conv2DLayer)
     net[FEATURE_LAYER] = GlobalPoolLayer(top, name=FEATURE_LAYER)
     top = net[FEATURE_LAYER]
     if dropout > 0:
