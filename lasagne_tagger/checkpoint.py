@@ -19,8 +19,8 @@ import numpy as np
 
 from .errors import TaggerError
 
-__all__ = ['named_params', 'save_checkpoint', 'load_checkpoint',
-           'assign_params', 'FORMAT_VERSION']
+__all__ = ['named_params', 'training_state', 'save_checkpoint',
+           'load_checkpoint', 'assign_params', 'FORMAT_VERSION']
 
 FORMAT_VERSION = 1
 FILTER_ORIENTATION = ('lasagne-0.1 convolution (flipped relative to Caffe '
@@ -43,6 +43,15 @@ def named_params(layers, prefix=''):
             short = (param.name or 'param').rsplit('.', 1)[-1]
             out['%s%s/%s' % (prefix, layer.name, short)] = param
     return out
+
+
+def training_state(layers, opt_state):
+    """Parameters (:func:`named_params`) plus the optimizer's shared
+    state under ``opt/NNN``: everything an exact resume needs."""
+    arrays = named_params(layers)
+    for i, var in enumerate(opt_state):
+        arrays['opt/%03d' % i] = var
+    return arrays
 
 
 def _atomic_write(path, write):

@@ -23,6 +23,24 @@ def _cmd_fetch_weights(args):
     return 0
 
 
+def _finish_batch(args, results, bad, as_json, as_text):
+    """Print per-file results (JSON or text) and the bad files; the exit
+    status is 0 if all went well, 1 if some files were bad, 2 if all were."""
+    if args.json:
+        json.dump({'results': [as_json(r) for r in results],
+                   'errors': [{'path': p, 'error': e} for p, e in bad]},
+                  sys.stdout, indent=2)
+        sys.stdout.write('\n')
+    else:
+        for r in results:
+            print(as_text(r))
+    for _, message in bad:
+        print('error: %s' % message, file=sys.stderr)
+    if bad and not results:
+        return 2
+    return 1 if bad else 0
+
+
 def _cmd_imagenet_tags(args):
     from . import imagenet, weights
     path = args.weights or weights.default_weights_path()
@@ -35,24 +53,12 @@ def _cmd_imagenet_tags(args):
                                            k=args.top,
                                            batch_size=args.batch_size,
                                            upscale=args.upscale)
-    if args.json:
-        json.dump({'results': [{'path': r['path'],
-                                'top': [{'synset': s, 'probability': p}
-                                        for s, p in r['top']]}
-                               for r in results],
-                   'errors': [{'path': p, 'error': e} for p, e in bad]},
-                  sys.stdout, indent=2)
-        sys.stdout.write('\n')
-    else:
-        for r in results:
-            print(r['path'])
-            for synset, prob in r['top']:
-                print('  %6.2f%%  %s' % (100 * prob, synset))
-    for _, message in bad:
-        print('error: %s' % message, file=sys.stderr)
-    if bad and not results:
-        return 2
-    return 1 if bad else 0
+    return _finish_batch(
+        args, results, bad,
+        lambda r: {'path': r['path'], 'top': [
+            {'synset': s, 'probability': p} for s, p in r['top']]},
+        lambda r: '\n'.join([r['path']] + ['  %6.2f%%  %s' % (100 * p, s)
+                                           for s, p in r['top']]))
 
 
 def _cmd_prepare(args):
@@ -147,27 +153,17 @@ def _cmd_tag(args):
     pipeline = Pipeline(args.cnn, args.tagger)
     results, bad = pipeline.tag_files(args.photos, beam=args.beam,
                                       upscale=args.upscale)
-    if args.json:
-        json.dump({'results': [{'path': p, 'tags': [
-            {'tag': t, 'probability': q} for t, q in tags]}
-            for p, tags in results],
-            'errors': [{'path': p, 'error': e} for p, e in bad]},
-            sys.stdout, indent=2)
-        sys.stdout.write('\n')
-    else:
-        for path, tags in results:
-            print('%s: %s' % (path, ', '.join('%s (%.0f%%)' % (t, 100 * q)
-                                              for t, q in tags)))
     if args.render:
         os.makedirs(args.render, exist_ok=True)
         for path, tags in results:
             name = os.path.splitext(os.path.basename(path))[0] + '.tags.png'
             render_tags(path, tags, os.path.join(args.render, name))
-    for _, message in bad:
-        print('error: %s' % message, file=sys.stderr)
-    if bad and not results:
-        return 2
-    return 1 if bad else 0
+    return _finish_batch(
+        args, results, bad,
+        lambda r: {'path': r[0], 'tags': [{'tag': t, 'probability': q}
+                                          for t, q in r[1]]},
+        lambda r: '%s: %s' % (r[0], ', '.join('%s (%.0f%%)' % (t, 100 * q)
+                                              for t, q in r[1])))
 
 
 def _cmd_demo(args):

@@ -36,12 +36,16 @@ def _taxonomy_for(root):
                       '(packaged: %s)' % (name, ', '.join(
                           datasets.taxonomy_names())), root)
 
-# Reduced size for 2 CPU cores: 64 px inputs, a quarter of GoogLeNet's
-# filters, trained from scratch (no ImageNet weights on this machine).
-DEMO_DEFAULTS = dict(image_size=64, width=0.25, epochs=8, batch_size=32,
-                     learning_rate=0.002, head_lr_mult=1.0, lr_step_epochs=6,
+# Reduced size for 2 CPU cores: 32 px inputs, a quarter of GoogLeNet's
+# filters, trained from scratch (no ImageNet weights on this machine), with
+# He initialisation and conv1's learning rate scaled for raw-pixel inputs
+# (see FinetuneConfig.conv1_lr_mult).
+DEMO_DEFAULTS = dict(image_size=32, width=0.25, epochs=15, batch_size=32,
+                     learning_rate=0.01, head_lr_mult=1.0,
+                     conv1_lr_mult=1 / 3600.0, init='he', lr_step_epochs=10,
                      lr_decay=0.1, l2=1e-4, dropout=0.4, rotate=False,
                      seed=1)
+DEMO_IMAGES = {'train': 300, 'validation': 30, 'test': 30}
 
 
 def run_demo(out_dir='runs/demo', data=None, epochs=None, progress=True,
@@ -63,7 +67,8 @@ def run_demo(out_dir='runs/demo', data=None, epochs=None, progress=True,
         root = os.path.join(out_dir, 'data')
         if not os.path.exists(os.path.join(root, 'taxonomy.json')):
             log('rendering the synthetic apparel set into %s' % root)
-            synthetic.render_dataset(root, size=settings['image_size'],
+            synthetic.render_dataset(root, per_class=DEMO_IMAGES,
+                                     size=settings['image_size'],
                                      seed=0, progress=progress)
         test_split = 'test'
     else:

@@ -174,13 +174,6 @@ def rotate_batch(crops, rng):
     return out
 
 
-def _named_state(net, opt_state):
-    arrays = checkpoint.named_params(net)
-    for i, var in enumerate(opt_state):
-        arrays['opt/%03d' % i] = var
-    return arrays
-
-
 def _evaluate_split(store, split, eval_fn, batch_size, num_classes):
     from . import metrics
     from .preprocess import to_network_input
@@ -226,7 +219,7 @@ def train(config, out_dir, resume=False, progress=True, log=print):
         net, init = build_network(config, num_classes, store.size)
         train_fn, eval_fn, lr, opt_state, streams = compile_functions(
             net, config)
-        state = _named_state(net, opt_state)
+        state = checkpoint.training_state(net, opt_state)
         history, start_epoch, best = [], 0, -1.0
         if resume and os.path.exists(last + '.json'):
             arrays, meta = checkpoint.load_checkpoint(last)

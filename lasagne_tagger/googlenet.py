@@ -5,8 +5,16 @@ targets Lasagne >= 0.2.  This module builds the same graph with the layers
 Lasagne 0.1 has, and loads the zoo's ``'param values'`` list unchanged.
 
 Layer names are Caffe's (``conv1/7x7_s2`` ... ``pool5/7x7_s1``,
-``loss3/classifier``, ``prob``).  Pools: stride-2 pools are ceil-mode
-(``ignore_border=False``), inception pools are 3x3 stride 1 pad 1.  LRN is
+``loss3/classifier``, ``prob``).  Pools: stride-2 pools are ceil-mode,
+inception pools are 3x3 stride 1 pad 1.
+
+# note: the model zoo uses Lasagne's MaxPool2DLayer (Theano's Pool op,
+# ignore_border=False for ceil mode).  Its forward pass equals Caffe's, but
+# its gradient goes to every tied maximum, and GoogLeNet makes ties (plateaus
+# from the stride-1 inception pools reach the stride-2 pools): gradients were
+# measured 4x too large at 2x2 plateaus and from-scratch training stalled at
+# chance.  pooling.CaffeMaxPool2DLayer gives the same forward values and
+# Caffe's gradient (to the first maximum only).  LRN is
 Caffe's (alpha 0.0001/5 per element, k 1, n 5, beta 0.75).
 
 Filter orientation: Lasagne 0.1's ``Conv2DLayer`` computes a true
@@ -21,6 +29,7 @@ from collections import OrderedDict
 import numpy as np
 
 from .errors import TaggerError
+from .pooling import CaffeMaxPool2DLayer
 
 __all__ = ['INCEPTION_FILTERS', 'PARAM_LAYERS', 'NUM_PARAMS', 'build_model',
            'param_layer_names', 'set_model_zoo_values',
@@ -65,10 +74,10 @@ def _scaled(n, width):
 
 
 def _inception(net, name, incoming, nfilters, width, Conv2DLayer):
-    from lasagne.layers import ConcatLayer, MaxPool2DLayer
+    from lasagne.layers import ConcatLayer
     n = [_scaled(f, width) for f in nfilters]
-    net[name + '/pool'] = MaxPool2DLayer(incoming, pool_size=3, stride=1,
-                                         pad=1, name=name + '/pool')
+    net[name + '/pool'] = CaffeMaxPool2DLayer(incoming, 3, stride=1, pad=1,
+                                              name=name + '/pool')
     net[name + '/pool_proj'] = Conv2DLayer(net[name + '/pool'], n[0], 1,
                                            name=name + '/pool_proj')
     net[name + '/1x1'] = Conv2DLayer(incoming, n[1], 1, name=name + '/1x1')
@@ -130,7 +139,7 @@ def build_model(input_var=None, image_size=224, batch_size=None,
     import functools
     import lasagne
     from lasagne.layers import (DenseLayer, DropoutLayer, GlobalPoolLayer,
-                                InputLayer, MaxPool2DLayer, NonlinearityLayer)
+                                InputLayer, NonlinearityLayer)
     from lasagne.layers import LocalResponseNormalization2DLayer as LRN
     from lasagne.nonlinearities import linear, softmax
 
@@ -160,9 +169,8 @@ def build_model(input_var=None, image_size=224, batch_size=None,
     net['conv1/7x7_s2'] = Conv2DLayer(net['input'], _scaled(64, width), 7,
                                       stride=2, pad=3, W=first_init,
                                       name='conv1/7x7_s2')
-    net['pool1/3x3_s2'] = MaxPool2DLayer(net['conv1/7x7_s2'], pool_size=3,
-                                         stride=2, ignore_border=False,
-                                         name='pool1/3x3_s2')
+    net['pool1/3x3_s2'] = CaffeMaxPool2DLayer(net['conv1/7x7_s2'], 3,
+                                              stride=2, name='pool1/3x3_s2')
     net['pool1/norm1'] = LRN(net['pool1/3x3_s2'], alpha=0.0001 / 5, k=1,
                              beta=0.75, n=5, name='pool1/norm1')
     net['conv2/3x3_reduce'] = Conv2DLayer(net['pool1/norm1'],
@@ -173,18 +181,15 @@ def build_model(input_var=None, image_size=224, batch_size=None,
                                    name='conv2/3x3')
     net['conv2/norm2'] = LRN(net['conv2/3x3'], alpha=0.0001 / 5, k=1,
                              beta=0.75, n=5, name='conv2/norm2')
-    top = net['pool2/3x3_s2'] = MaxPool2DLayer(
-        net['conv2/norm2'], pool_size=3, stride=2, ignore_border=False,
-        name='pool2/3x3_s2')
+    top = net['pool2/3x3_s2'] = CaffeMaxPool2DLayer(
+        net['conv2/norm2'], 3, stride=2, name='pool2/3x3_s2')
     for module, nfilters in INCEPTION_FILTERS.items():
         if module == 'inception_4a':
-            top = net['pool3/3x3_s2'] = MaxPool2DLayer(
-                top, pool_size=3, stride=2, ignore_border=False,
-                name='pool3/3x3_s2')
+            top = net['pool3/3x3_s2'] = CaffeMaxPool2DLayer(
+                top, 3, stride=2, name='pool3/3x3_s2')
         elif module == 'inception_5a':
-            top = net['pool4/3x3_s2'] = MaxPool2DLayer(
-                top, pool_size=3, stride=2, ignore_border=False,
-                name='pool4/3x3_s2')
+            top = net['pool4/3x3_s2'] = CaffeMaxPool2DLayer(
+                top, 3, stride=2, name='pool4/3x3_s2')
         top = _inception(net, module, top, nfilters, width, Conv2DLayer)
     net[FEATURE_LAYER] = GlobalPoolLayer(top, name=FEATURE_LAYER)
     top = net[FEATURE_LAYER]

@@ -489,13 +489,6 @@ def _class_sequences(vocab, classes, taxonomy):
     return inputs, targets, mask, max_len
 
 
-def _named_state(net, opt_state):
-    arrays = checkpoint.named_params(net)
-    for i, var in enumerate(opt_state):
-        arrays['opt/%03d' % i] = var
-    return arrays
-
-
 def train_tagger(config, out_dir, resume=False, progress=True, log=print):
     """Train the tagger on precomputed features; returns the eval history.
 
@@ -526,7 +519,7 @@ def train_tagger(config, out_dir, resume=False, progress=True, log=print):
     lasagne.random.set_rng(np.random.RandomState(config.seed))
     net = build_tagger(table.width, vocab.size, max_len, config)
     train_fn, eval_fn, opt_state, streams = compile_training(net, config)
-    state = _named_state(net, opt_state)
+    state = checkpoint.training_state(net, opt_state)
     last = os.path.join(out_dir, 'last')
     history, start_chunk, best = [], 0, -1.0
     if resume and os.path.exists(last + '.json'):

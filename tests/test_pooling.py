@@ -1,0 +1,74 @@
+"""Caffe max pooling: same forward as Caffe, gradient to one maximum."""
+import numpy as np
+import pytest
+
+import lasagne_tagger  # noqa: F401
+from lasagne_tagger.pooling import (CaffeMaxPool2DLayer,
+                                    caffe_pool_output_length)
+
+import numpy_reference as ref
+
+
+def _fn(layer_shape, k, s, p, symbolic=False):
+    import lasagne
+    import theano
+    import theano.tensor as T
+    x = T.tensor4('x')
+    shape = (None, layer_shape[1], None, None) if symbolic else layer_shape
+    layer = CaffeMaxPool2DLayer(lasagne.layers.InputLayer(shape), k, s, p)
+    out = lasagne.layers.get_output(layer, x)
+    return layer, theano.function([x], [out, T.grad((out ** 2).sum(), x)])
+
+
+@pytest.mark.parametrize('h, w, k, s, p', [
+    (7, 7, 3, 2, 0), (8, 8, 3, 2, 0), (13, 14, 3, 2, 0), (6, 5, 3, 1, 1),
+    (2, 2, 3, 1, 1), (2, 2, 3, 2, 0)])
+@pytest.mark.parametrize('symbolic', [False, True])
+def test_forward_equals_caffe(h, w, k, s, p, symbolic):
+    data = np.random.RandomState(h * w).randn(2, 3, h, w)
+    layer, f = _fn((None, 3, h, w), k, s, p, symbolic)
+    out, _ = f(data)
+    want = ref.max_pool(data, k, s, p)
+    assert out.shape == want.shape
+    assert np.array_equal(out, want)
+    if not symbolic:
+        assert layer.output_shape[2:] == want.shape[2:]
+
+
+def test_output_length_is_caffes():
+    assert caffe_pool_output_length(112, 3, 2, 0) == 56
+    assert caffe_pool_output_length(7, 3, 2, 0) == 3
+    assert caffe_pool_output_length(14, 3, 1, 1) == 14
+
+
+def test_gradient_goes_to_the_first_maximum_only():
+    """A 2x2 plateau under a 3x3 stride-2 window: Theano's own Pool gives
+    the gradient to all four tied elements (4x too much); Caffe, and this
+    layer, to the first one."""
+    import theano
+    import theano.tensor as T
+    from theano.tensor.signal.pool import pool_2d
+    plateau = np.ones((1, 1, 2, 2))
+    x = T.tensor4()
+    theirs = theano.function([x], T.grad(pool_2d(
+        x, ws=(3, 3), stride=(2, 2), ignore_border=False).sum(), x))(plateau)
+    assert theirs.sum() == 4.0                       # the bug we avoid
+    _, f = _fn((None, 1, 2, 2), 3, 2, 0)
+    _, grad = f(plateau)
+    assert grad.sum() == 2.0                         # d(out^2) = 2 out
+    assert grad[0, 0, 0, 0] == 2.0
+
+
+def test_gradient_matches_finite_differences():
+    import theano
+    data = np.random.RandomState(3).randn(1, 2, 5, 6)
+    _, f = _fn((None, 2, 5, 6), 3, 2, 0)
+    analytic = f(data)[1]
+    eps = 1e-6
+    for idx in [(0, 0, 1, 1), (0, 1, 4, 5), (0, 1, 2, 3)]:
+        d = data.copy()
+        d[idx] += eps
+        up = (f(d)[0] ** 2).sum()
+        d[idx] -= 2 * eps
+        down = (f(d)[0] ** 2).sum()
+        assert abs((up - down) / (2 * eps) - analytic[idx]) < 1e-4
