@@ -1,15 +1,20 @@
 """Fine-tuning with and without L2 and rotation augmentation (blog claim 2).
 
-Prepares the dataset once, trains one run per variant, and writes
-``OUT/results.json`` (per-variant final and best metrics, the train/val gap)
-and ``OUT/curves.png`` (all variants on one figure).  Resumable: rerunning
-continues every unfinished run.
+Prepares the dataset once, trains one run per variant ({no L2, L2} x {no
+rotation, rotation}), and writes the small results to OUT:
+``results.json`` (per-variant final and best metrics, the train/val gap),
+``curves.png`` (all variants on one figure) and each variant's
+``<variant>/metrics.jsonl``, ``config.json``, ``curves.png`` and
+``confusion.png``.  The
+prepared store and the checkpoints go to WORK (large; not for the
+repository).  Resumable: rerunning continues every unfinished run.
 
     python experiments/finetune_ablation.py experiments/configs/clothing-small.json
 """
 import argparse
 import json
 import os
+import shutil
 import sys
 
 VARIANTS = {
@@ -28,8 +33,11 @@ def opts_parser():
                                   '"image_size", "finetune" settings')
     p.add_argument('--out', default=None,
                    help='results folder (default: experiments/results/'
+                        '<config name>/finetune_ablation)')
+    p.add_argument('--work', default=None,
+                   help='store and checkpoints (default: runs/experiments/'
                         '<config name>)')
-    p.add_argument('--variants', default='none,l2+rotation',
+    p.add_argument('--variants', default=','.join(VARIANTS),
                    help='comma-separated subset of %s' % ', '.join(VARIANTS))
     p.add_argument('--set', action='append', metavar='KEY=VALUE',
                    help='override a fine-tuning setting for every variant')
@@ -37,7 +45,7 @@ def opts_parser():
     return p
 
 
-def run(config_path, out, variants, overrides=(), progress=True):
+def run(config_path, out, work, variants, overrides=(), progress=True):
     sys.path.insert(0, os.path.dirname(os.path.dirname(
         os.path.abspath(__file__))))
     from lasagne_tagger import datasets, finetune, plots, store
@@ -52,20 +60,22 @@ def run(config_path, out, variants, overrides=(), progress=True):
     if unknown:
         raise TaggerError('unknown variant(s) %s' % ', '.join(unknown))
     os.makedirs(out, exist_ok=True)
+    os.makedirs(work, exist_ok=True)
     dataset = datasets.read_acs(data) if exp.get('acs') else \
         datasets.read_folder_dataset(data)
-    store_path = os.path.join(out, 'store-%d.h5' % exp['image_size'])
+    store_path = os.path.join(work, 'store-%d.h5' % exp['image_size'])
     print(store.prepare(dataset, store_path, size=exp['image_size'],
                         upscale=True, progress=progress))
     results, histories = {}, {}
     for name in variants:
         settings = dict(exp['finetune'], store=store_path, **VARIANTS[name])
-        tmp = os.path.join(out, name + '.config.json')
+        tmp = os.path.join(work, name + '.config.json')
         with open(tmp, 'w') as fh:
             json.dump(settings, fh, indent=2)
         config = load_config(finetune.FinetuneConfig, tmp, overrides or ())
-        history = finetune.train(config, os.path.join(out, name),
-                                 resume=True, progress=progress)
+        run_dir = os.path.join(work, name)
+        history = finetune.train(config, run_dir, resume=True,
+                                 progress=progress)
         histories[name] = history
         last = history[-1]
         best = max(history, key=lambda h: h['val_mean_class_accuracy'])
@@ -74,7 +84,12 @@ def run(config_path, out, variants, overrides=(), progress=True):
                              best['val_mean_class_accuracy'],
                          'final_gap': last['gap'],
                          'l2': config.l2, 'rotate': config.rotate}
-        plots.plot_run(os.path.join(out, name))
+        plots.plot_run(run_dir)
+        os.makedirs(os.path.join(out, name), exist_ok=True)
+        for small in os.listdir(run_dir):
+            if small.endswith(('.png', '.jsonl')) or small == 'config.json':
+                shutil.copy(os.path.join(run_dir, small),
+                            os.path.join(out, name, small))
     plots.plot_curves(histories, os.path.join(out, 'curves.png'),
                       title='%s: L2 and rotation' % exp.get('name', ''))
     summary = {'config': exp, 'variants': results}
@@ -92,9 +107,11 @@ def run(config_path, out, variants, overrides=(), progress=True):
 def main(argv=None):
     args = opts_parser().parse_args(argv)
     name = os.path.splitext(os.path.basename(args.config))[0]
-    out = args.out or os.path.join(os.path.dirname(os.path.abspath(
-        __file__)), 'results', name)
-    run(args.config, out, args.variants.split(','), args.set,
+    here = os.path.dirname(os.path.abspath(__file__))
+    out = args.out or os.path.join(here, 'results', name, 'finetune_ablation')
+    work = args.work or os.path.join(os.path.dirname(here), 'runs',
+                                     'experiments', name)
+    run(args.config, out, work, args.variants.split(','), args.set,
         progress=not args.quiet)
 
 

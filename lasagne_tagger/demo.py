@@ -20,8 +20,11 @@ from .errors import TaggerError
 __all__ = ['DEMO_DEFAULTS', 'TAGGER_DEFAULTS', 'run_demo']
 
 # The tagger at demo size: the blog's architecture, smaller and shorter.
-TAGGER_DEFAULTS = dict(embed_size=128, hidden_size=128, iterations=1500,
-                       eval_every=250, batch_size=100, learning_rate=0.001)
+# note: 600 iterations, not the blog's ~20,000: on the demo's 8 classes the
+# validation tag accuracy is 0.98 after 500 iterations (measured: 0.977 /
+# 0.980 / 0.985 / 0.986 / 0.990 at 250 / 500 / 750 / 1000 / 1500).
+TAGGER_DEFAULTS = dict(embed_size=128, hidden_size=128, iterations=600,
+                       eval_every=200, batch_size=100, learning_rate=0.001)
 
 
 def _taxonomy_for(root):
@@ -36,22 +39,57 @@ def _taxonomy_for(root):
                       '(packaged: %s)' % (name, ', '.join(
                           datasets.taxonomy_names())), root)
 
-# Reduced size for 2 CPU cores: 32 px inputs, a quarter of GoogLeNet's
+# Reduced size for 2 CPU cores: 32 px inputs, an eighth of GoogLeNet's
 # filters, trained from scratch (no ImageNet weights on this machine), with
-# He initialisation and conv1's learning rate scaled for raw-pixel inputs
-# (see FinetuneConfig.conv1_lr_mult).
-DEMO_DEFAULTS = dict(image_size=32, width=0.25, epochs=15, batch_size=32,
+# He initialisation, conv1's learning rate scaled for raw-pixel inputs (see
+# FinetuneConfig.conv1_lr_mult), BVLC's 0.2 conv biases and a zero-initialised
+# classifier (FinetuneConfig.conv_bias, head_init).
+# note: not the blog's schedule.  From scratch, what decides success is the
+# number of SGD iterations: the old default (960 images x 8 epochs = 240
+# iterations) never left ln 8; this set needs ~1 epoch of 375 iterations to
+# leave chance and ~3000 to pass 90%.  Measured on 1 core (shared, ~330
+# img/s, 12 epochs = 4500 iterations, 430-440 s of training): validation
+# 0.46 / 0.65 / 0.77 / 0.84 / 0.87 / 0.87 / 0.90 / 0.92 after epochs 1-8,
+# 0.93-0.98 after the lr step; test accuracy 0.958 (480 test images) with
+# conv_bias 0.2 and with 0.0.  Width 0.125 rather than 0.25: fewer FLOPs a
+# picture, and train and validation accuracy stay within 0.04 of each other,
+# so capacity is not what limits it.  `make demo` with 12 epochs (step after
+# 8): test accuracy 0.956, single-garment tag micro F1 0.956, but 832 s wall
+# on a shared machine; 10 epochs with the step after 7 keep ~3700
+# iterations and the step's jump, within the 10-minute budget.
+DEMO_DEFAULTS = dict(image_size=32, width=0.125, epochs=10, batch_size=32,
                      learning_rate=0.01, head_lr_mult=1.0,
-                     conv1_lr_mult=1 / 3600.0, init='he', lr_step_epochs=10,
-                     lr_decay=0.1, l2=1e-4, dropout=0.4, rotate=False,
-                     seed=1)
-DEMO_IMAGES = {'train': 300, 'validation': 30, 'test': 30}
+                     conv1_lr_mult=1 / 3600.0, init='he', head_init='zero',
+                     conv_bias=0.2, lr_step_epochs=7, lr_decay=0.1, l2=1e-4,
+                     dropout=0.4, rotate=False, seed=1)
+# note: 1500 training images a class (rendering them takes ~40 s at 32 px)
+# so that 10 epochs are 3750 different-enough iterations; 60 test images a
+# class make the reported accuracy accurate to about +-1%.
+DEMO_IMAGES = {'train': 1500, 'validation': 30, 'test': 60}
 
 
 def run_demo(out_dir='runs/demo', data=None, epochs=None, progress=True,
-             log=print):
+             log=print, overrides=None, tagger_overrides=None, images=None):
     """Run the demo pipeline; returns the summary dict (also JSON-written).
 
+    Parameters
+    ----------
+    out_dir : str
+        Everything goes here (data, store, checkpoints, report).
+    data : str, optional
+        A folder dataset with train and validation splits (and
+        ``taxonomy.json`` or a packaged taxonomy of the same name) instead
+        of the synthetic set.
+    epochs : int, optional
+        Classifier epochs (default ``DEMO_DEFAULTS['epochs']``).
+    overrides, tagger_overrides : dict, optional
+        Replace entries of :data:`DEMO_DEFAULTS` / :data:`TAGGER_DEFAULTS`
+        (tests use them for a tiny run).
+    images : dict, optional
+        Synthetic images per class and split (default :data:`DEMO_IMAGES`).
+
+    Notes
+    -----
     The synthetic garments are always upright, so rotation augmentation is
     off by default here (it is on for ACS).
     """
@@ -59,7 +97,7 @@ def run_demo(out_dir='runs/demo', data=None, epochs=None, progress=True,
     from .config import config_to_dict
 
     t0 = time.time()
-    settings = dict(DEMO_DEFAULTS)
+    settings = dict(DEMO_DEFAULTS, **(overrides or {}))
     if epochs is not None:
         settings['epochs'] = int(epochs)
     os.makedirs(out_dir, exist_ok=True)
@@ -67,7 +105,7 @@ def run_demo(out_dir='runs/demo', data=None, epochs=None, progress=True,
         root = os.path.join(out_dir, 'data')
         if not os.path.exists(os.path.join(root, 'taxonomy.json')):
             log('rendering the synthetic apparel set into %s' % root)
-            synthetic.render_dataset(root, per_class=DEMO_IMAGES,
+            synthetic.render_dataset(root, per_class=images or DEMO_IMAGES,
                                      size=settings['image_size'],
                                      seed=0, progress=progress)
         test_split = 'test'
@@ -104,7 +142,8 @@ def run_demo(out_dir='runs/demo', data=None, epochs=None, progress=True,
     tags = run_tagger_stage(out_dir, store_path,
                             os.path.join(run_dir, 'best'),
                             _taxonomy_for(root), test_split,
-                            tagger_settings=TAGGER_DEFAULTS,
+                            tagger_settings=dict(TAGGER_DEFAULTS,
+                                                 **(tagger_overrides or {})),
                             progress=progress, log=log)
     figures = []
     try:
