@@ -73,11 +73,12 @@ def _scaled(n, width):
     return max(1, int(round(n * width)))
 
 
-def _inception(net, name, incoming, nfilters, width, Conv2DLayer):
+def _inception(net, name, incoming, nfilters, width, Conv2DLayer,
+               MaxPool2DLayer):
     from lasagne.layers import ConcatLayer
     n = [_scaled(f, width) for f in nfilters]
-    net[name + '/pool'] = CaffeMaxPool2DLayer(incoming, 3, stride=1, pad=1,
-                                              name=name + '/pool')
+    net[name + '/pool'] = MaxPool2DLayer(incoming, 3, stride=1, pad=1,
+                                         name=name + '/pool')
     net[name + '/pool_proj'] = Conv2DLayer(net[name + '/pool'], n[0], 1,
                                            name=name + '/pool_proj')
     net[name + '/1x1'] = Conv2DLayer(incoming, n[1], 1, name=name + '/1x1')
@@ -96,7 +97,8 @@ def _inception(net, name, incoming, nfilters, width, Conv2DLayer):
 
 
 def build_model(input_var=None, image_size=224, batch_size=None,
-                num_classes=1000, dropout=0.0, width=1.0, init='glorot'):
+                num_classes=1000, dropout=0.0, width=1.0, init='glorot',
+                pool_impl='auto'):
     """Build BVLC GoogLeNet as a dict of named Lasagne 0.1 layers.
 
     Parameters
@@ -125,6 +127,10 @@ def build_model(input_var=None, image_size=224, batch_size=None,
         # note: for from-scratch training only.  With Glorot's gain 1 the
         # signal fades through 22 ReLU layers and training stalls at chance
         # (measured: see lasagne_tagger/finetune.py).
+    pool_impl : {'auto', 'op', 'graph'}
+        How the max pools are computed (see
+        :class:`pooling.CaffeMaxPool2DLayer`): the same numbers either way;
+        'auto' picks the C op on a CPU.
 
     Returns
     -------
@@ -162,6 +168,7 @@ def build_model(input_var=None, image_size=224, batch_size=None,
     else:
         raise TaggerError("init must be 'glorot' or 'he', got %r" % (init,))
     Conv2DLayer = functools.partial(lasagne.layers.Conv2DLayer, W=other_init)
+    MaxPool2DLayer = functools.partial(CaffeMaxPool2DLayer, impl=pool_impl)
 
     net = OrderedDict()
     net['input'] = InputLayer((batch_size, 3, image_size, image_size),
@@ -169,8 +176,8 @@ def build_model(input_var=None, image_size=224, batch_size=None,
     net['conv1/7x7_s2'] = Conv2DLayer(net['input'], _scaled(64, width), 7,
                                       stride=2, pad=3, W=first_init,
                                       name='conv1/7x7_s2')
-    net['pool1/3x3_s2'] = CaffeMaxPool2DLayer(net['conv1/7x7_s2'], 3,
-                                              stride=2, name='pool1/3x3_s2')
+    net['pool1/3x3_s2'] = MaxPool2DLayer(net['conv1/7x7_s2'], 3,
+                                         stride=2, name='pool1/3x3_s2')
     net['pool1/norm1'] = LRN(net['pool1/3x3_s2'], alpha=0.0001 / 5, k=1,
                              beta=0.75, n=5, name='pool1/norm1')
     net['conv2/3x3_reduce'] = Conv2DLayer(net['pool1/norm1'],
@@ -181,16 +188,17 @@ def build_model(input_var=None, image_size=224, batch_size=None,
                                    name='conv2/3x3')
     net['conv2/norm2'] = LRN(net['conv2/3x3'], alpha=0.0001 / 5, k=1,
                              beta=0.75, n=5, name='conv2/norm2')
-    top = net['pool2/3x3_s2'] = CaffeMaxPool2DLayer(
+    top = net['pool2/3x3_s2'] = MaxPool2DLayer(
         net['conv2/norm2'], 3, stride=2, name='pool2/3x3_s2')
     for module, nfilters in INCEPTION_FILTERS.items():
         if module == 'inception_4a':
-            top = net['pool3/3x3_s2'] = CaffeMaxPool2DLayer(
+            top = net['pool3/3x3_s2'] = MaxPool2DLayer(
                 top, 3, stride=2, name='pool3/3x3_s2')
         elif module == 'inception_5a':
-            top = net['pool4/3x3_s2'] = CaffeMaxPool2DLayer(
+            top = net['pool4/3x3_s2'] = MaxPool2DLayer(
                 top, 3, stride=2, name='pool4/3x3_s2')
-        top = _inception(net, module, top, nfilters, width, Conv2DLayer)
+        top = _inception(net, module, top, nfilters, width, Conv2DLayer,
+                         MaxPool2DLayer)
     net[FEATURE_LAYER] = GlobalPoolLayer(top, name=FEATURE_LAYER)
     top = net[FEATURE_LAYER]
     if dropout > 0:

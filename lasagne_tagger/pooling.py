@@ -14,11 +14,31 @@ gradient flows to exactly that first maximum.  Padding is -inf (never
 selected); output size is Caffe's ceil mode (a last window starting inside
 the padded input is kept).  :class:`CaffeMaxPool2DLayer` wraps it for
 Lasagne.
+
+On the CPU the layer uses :mod:`lasagne_tagger.caffe_pool_op` instead: the
+same forward and gradient as one C loop nest per direction (parallel with
+Theano's ``openmp`` flag), faster than the ``switch`` graph.  On a GPU it
+keeps the ``switch`` graph, whose element-wise ops Theano moves to the
+device (a CPU op there would copy every activation to the host).
 """
 import numpy as np
 
 __all__ = ['caffe_pool_output_length', 'caffe_max_pool',
-           'CaffeMaxPool2DLayer']
+           'CaffeMaxPool2DLayer', 'IMPLEMENTATIONS']
+
+IMPLEMENTATIONS = ('auto', 'op', 'graph')
+
+
+def _use_op(impl):
+    """Whether ``impl`` means the C op here ('auto': on a CPU device)."""
+    if impl not in IMPLEMENTATIONS:
+        raise ValueError('pooling implementation must be one of %s, got %r'
+                         % (', '.join(IMPLEMENTATIONS), impl))
+    if impl == 'auto':
+        import theano
+        return not str(theano.config.device).startswith(('cuda', 'gpu',
+                                                         'opencl'))
+    return impl == 'op'
 
 
 def caffe_pool_output_length(size, pool, stride, pad):
@@ -68,11 +88,19 @@ def _layer_class():
         ----------
         incoming : Layer
         pool_size, stride, pad : int
+        impl : {'auto', 'op', 'graph'}
+            'op': the C op (:mod:`lasagne_tagger.caffe_pool_op`); 'graph':
+            the ``switch`` graph (:func:`caffe_max_pool`); 'auto' (default):
+            the op on a CPU device, the graph on a GPU.  Both give the same
+            numbers.
         """
 
-        def __init__(self, incoming, pool_size, stride=1, pad=0, **kwargs):
+        def __init__(self, incoming, pool_size, stride=1, pad=0,
+                     impl='auto', **kwargs):
             super(CaffeMaxPool2DLayer, self).__init__(incoming, **kwargs)
             self.pool_size, self.stride, self.pad = pool_size, stride, pad
+            _use_op(impl)                       # validate now
+            self.impl = impl
 
         def get_output_shape_for(self, input_shape):
             return input_shape[:2] + tuple(
@@ -81,6 +109,10 @@ def _layer_class():
 
         def get_output_for(self, input, **kwargs):
             import theano.tensor as T
+            if _use_op(self.impl):
+                from .caffe_pool_op import CaffeMaxPool
+                return CaffeMaxPool(self.pool_size, self.stride,
+                                    self.pad)(input)
             shape = self.get_output_shape_for(self.input_shape)[2:]
             if any(s is None for s in shape):
                 k, s, p = self.pool_size, self.stride, self.pad

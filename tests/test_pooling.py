@@ -9,24 +9,30 @@ from lasagne_tagger.pooling import (CaffeMaxPool2DLayer,
 import numpy_reference as ref
 
 
-def _fn(layer_shape, k, s, p, symbolic=False):
+IMPLS = ['op', 'graph']
+
+
+def _fn(layer_shape, k, s, p, symbolic=False, impl='auto', mode=None):
     import lasagne
     import theano
     import theano.tensor as T
     x = T.tensor4('x')
     shape = (None, layer_shape[1], None, None) if symbolic else layer_shape
-    layer = CaffeMaxPool2DLayer(lasagne.layers.InputLayer(shape), k, s, p)
+    layer = CaffeMaxPool2DLayer(lasagne.layers.InputLayer(shape), k, s, p,
+                                impl=impl)
     out = lasagne.layers.get_output(layer, x)
-    return layer, theano.function([x], [out, T.grad((out ** 2).sum(), x)])
+    return layer, theano.function([x], [out, T.grad((out ** 2).sum(), x)],
+                                  mode=mode)
 
 
 @pytest.mark.parametrize('h, w, k, s, p', [
     (7, 7, 3, 2, 0), (8, 8, 3, 2, 0), (13, 14, 3, 2, 0), (6, 5, 3, 1, 1),
     (2, 2, 3, 1, 1), (2, 2, 3, 2, 0)])
 @pytest.mark.parametrize('symbolic', [False, True])
-def test_forward_equals_caffe(h, w, k, s, p, symbolic):
+@pytest.mark.parametrize('impl', IMPLS)
+def test_forward_equals_caffe(h, w, k, s, p, symbolic, impl):
     data = np.random.RandomState(h * w).randn(2, 3, h, w)
-    layer, f = _fn((None, 3, h, w), k, s, p, symbolic)
+    layer, f = _fn((None, 3, h, w), k, s, p, symbolic, impl)
     out, _ = f(data)
     want = ref.max_pool(data, k, s, p)
     assert out.shape == want.shape
@@ -41,7 +47,8 @@ def test_output_length_is_caffes():
     assert caffe_pool_output_length(14, 3, 1, 1) == 14
 
 
-def test_gradient_goes_to_the_first_maximum_only():
+@pytest.mark.parametrize('impl', IMPLS)
+def test_gradient_goes_to_the_first_maximum_only(impl):
     """A 2x2 plateau under a 3x3 stride-2 window: Theano's own Pool gives
     the gradient to all four tied elements (4x too much); Caffe, and this
     layer, to the first one."""
@@ -53,16 +60,16 @@ def test_gradient_goes_to_the_first_maximum_only():
     theirs = theano.function([x], T.grad(pool_2d(
         x, ws=(3, 3), stride=(2, 2), ignore_border=False).sum(), x))(plateau)
     assert theirs.sum() == 4.0                       # the bug we avoid
-    _, f = _fn((None, 1, 2, 2), 3, 2, 0)
+    _, f = _fn((None, 1, 2, 2), 3, 2, 0, impl=impl)
     _, grad = f(plateau)
     assert grad.sum() == 2.0                         # d(out^2) = 2 out
     assert grad[0, 0, 0, 0] == 2.0
 
 
-def test_gradient_matches_finite_differences():
-    import theano
+@pytest.mark.parametrize('impl', IMPLS)
+def test_gradient_matches_finite_differences(impl):
     data = np.random.RandomState(3).randn(1, 2, 5, 6)
-    _, f = _fn((None, 2, 5, 6), 3, 2, 0)
+    _, f = _fn((None, 2, 5, 6), 3, 2, 0, impl=impl)
     analytic = f(data)[1]
     eps = 1e-6
     for idx in [(0, 0, 1, 1), (0, 1, 4, 5), (0, 1, 2, 3)]:
@@ -72,3 +79,58 @@ def test_gradient_matches_finite_differences():
         d[idx] -= 2 * eps
         down = (f(d)[0] ** 2).sum()
         assert abs((up - down) / (2 * eps) - analytic[idx]) < 1e-4
+
+
+@pytest.mark.parametrize('h, w, k, s, p', [
+    (9, 9, 3, 2, 0), (10, 7, 3, 1, 1), (14, 14, 3, 2, 0), (3, 3, 3, 2, 0),
+    (7, 7, 7, 1, 0)])
+@pytest.mark.parametrize('linker', ['c', 'py'])
+def test_op_equals_switch_graph_with_ties(h, w, k, s, p, linker):
+    """Small integers make many ties: the op (its C code, and its NumPy
+    ``perform`` under the Python linker) and the ``switch`` graph must give
+    the same maxima and send every gradient to the same element."""
+    import theano
+    data = np.random.RandomState(k * h + w).randint(0, 3, (2, 3, h, w))
+    data = data.astype(theano.config.floatX)
+    mode = theano.compile.mode.Mode(linker=linker, optimizer='fast_run')
+    _, op = _fn((None, 3, h, w), k, s, p, impl='op', mode=mode)
+    _, graph = _fn((None, 3, h, w), k, s, p, impl='graph')
+    (a, ga), (b, gb) = op(data), graph(data)
+    assert np.array_equal(a, b)
+    assert np.array_equal(ga, gb)
+    assert np.array_equal(a, ref.max_pool(data, k, s, p))
+
+
+def test_op_with_openmp_equals_without():
+    import theano
+    import theano.tensor as T
+    from lasagne_tagger.caffe_pool_op import CaffeMaxPool
+    data = np.random.RandomState(0).randn(3, 5, 11, 11).astype(
+        theano.config.floatX)
+    x = T.tensor4()
+    outs = []
+    for openmp in (False, True):
+        z = CaffeMaxPool(3, 2, 0, openmp=openmp)(x)
+        outs.append(theano.function([x], [z, T.grad((z ** 2).sum(), x)])(
+            data))
+    for a, b in zip(*outs):
+        assert np.array_equal(a, b)
+
+
+def test_op_shape_is_known_to_theano():
+    """infer_shape gives Caffe's lengths without running the op."""
+    import theano
+    import theano.tensor as T
+    from lasagne_tagger.caffe_pool_op import CaffeMaxPool
+    x = T.tensor4()
+    shape = theano.function([x], CaffeMaxPool(3, 2, 1)(x).shape)
+    data = np.zeros((2, 4, 14, 13), dtype=theano.config.floatX)
+    assert tuple(shape(data)) == (2, 4, caffe_pool_output_length(14, 3, 2, 1),
+                                  caffe_pool_output_length(13, 3, 2, 1))
+
+
+def test_bad_implementation_name_is_an_error():
+    import lasagne
+    with pytest.raises(ValueError, match='graph'):
+        CaffeMaxPool2DLayer(lasagne.layers.InputLayer((1, 1, 4, 4)), 3, 2,
+                            impl='cudnn')
