@@ -1,0 +1,307 @@
+"""All of the project's benchmarks on this machine, in one command.
+
+Each measurement runs in a child process of its own (Theano flags are read
+at import) and prints one ``RESULT {json}`` line, with the child's peak
+resident memory (``peak_rss_mb``).  The parent writes everything to one JSON
+file (default ``benchmarks/results/all.json``):
+
+- ``forward``: GoogLeNet forward images/s at 224 px, batch 8 and 32, and
+  the warm compile time of the forward function;
+- ``train``: the fine-tuning step (:func:`lasagne_tagger.finetune.
+  compile_functions`: Nesterov SGD, L2, dropout) images/s at 224 px, batch
+  8 and 32, and its warm compile time;
+- ``compile_cold``: the training and greedy-decoding functions compiled in
+  an empty Theano compiledir (cold), then again in the same one (warm);
+- ``prepare``: :func:`lasagne_tagger.store.prepare` images/s on real photos
+  (the first ``--prepare-images`` of ``--photos``) at 224 px;
+- ``extract``: :func:`lasagne_tagger.features.extract_features` images/s at
+  224 px from a full-width (random-weight) classifier checkpoint;
+- ``decode``: greedy tags/s, the compiled scan vs the slow reference, batch
+  1 and 100 (``benchmarks/decode.py``);
+- ``port``: the PyTorch port's forward images/s and decode tags/s on the
+  same machine (``benchmarks/port_speed.py`` in the port's environment),
+  when it is installed; ``ratios`` divides the port's numbers by Theano's.
+
+    python benchmarks/run.py [--only forward,train] [--repeats 3]
+
+Every child uses the same ``THEANO_FLAGS`` (``floatX=float32`` unless the
+environment sets ``floatX``: the precision a port is checked at, and the
+one the 2016 system trained in on its GPU).
+"""
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+MEASURES = ('forward', 'train', 'compile_cold', 'prepare', 'extract',
+            'decode', 'port')
+
+CHILD = r'''
+import json, os, sys, time
+sys.path.insert(0, ROOT)
+sys.path.insert(0, HERE)
+import resource, run
+res = getattr(run, 'child_' + NAME)(ARGS)
+res['peak_rss_mb'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+print('RESULT ' + json.dumps(res))
+'''
+
+
+def _median(values):
+    values = sorted(values)
+    return values[len(values) // 2]
+
+
+def _timed(fn, repeats):
+    fn()                                            # warm-up
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return _median(times)
+
+
+def child_forward(args):
+    import numpy as np
+    import lasagne_tagger  # noqa: F401
+    import theano
+    from lasagne_tagger import googlenet, imagenet
+    net = googlenet.build_model()
+    t = time.perf_counter()
+    f = imagenet.compile_forward(net, ('pool5/7x7_s1', 'prob'))
+    res = {'compile_s': time.perf_counter() - t}
+    rng = np.random.RandomState(0)
+    for batch in (8, 32):
+        x = rng.randn(batch, 3, 224, 224).astype(theano.config.floatX)
+        res['b%d_img_s' % batch] = batch / _timed(lambda: f(x),
+                                                  args['repeats'])
+    return res
+
+
+def _train_fn(config_kwargs=None):
+    from lasagne_tagger import finetune
+    config = finetune.FinetuneConfig(from_scratch=True, dropout=0.4,
+                                     **(config_kwargs or {}))
+    net, _ = finetune.build_network(config, 15, 224)
+    t = time.perf_counter()
+    train_fn = finetune.compile_functions(net, config)[0]
+    return train_fn, time.perf_counter() - t
+
+
+def child_train(args):
+    import numpy as np
+    import lasagne_tagger  # noqa: F401
+    import theano
+    train_fn, compile_s = _train_fn()
+    res = {'compile_s': compile_s}
+    rng = np.random.RandomState(0)
+    for batch in (8, 32):
+        x = rng.randn(batch, 3, 224, 224).astype(theano.config.floatX) * 50
+        y = rng.randint(0, 15, batch).astype('int32')
+        res['b%d_img_s' % batch] = batch / _timed(lambda: train_fn(x, y),
+                                                  args['repeats'])
+    return res
+
+
+def child_compile(args):
+    """Compile the training and decoding functions (cold or warm: the
+    compiledir decides)."""
+    import lasagne_tagger  # noqa: F401
+    from lasagne_tagger import tagger
+    t0 = time.perf_counter()
+    import theano  # noqa: F401
+    res = {'import_s': time.perf_counter() - t0}
+    res['train_s'] = _train_fn()[1]
+    net = tagger.build_tagger(1024, 30, 6, tagger.TaggerConfig())
+    t = time.perf_counter()
+    tagger.compile_greedy(net, 6)
+    res['greedy_decode_s'] = time.perf_counter() - t
+    return res
+
+
+def child_prepare(args):
+    from lasagne_tagger import datasets, store
+    dataset = _subset(datasets.read_folder_dataset(args['photos']),
+                      args['prepare_images'])
+    with tempfile.TemporaryDirectory() as d:
+        summary = store.prepare(dataset, os.path.join(d, 's.h5'), size=224,
+                                upscale=True, progress=False)
+        return {'images': summary.processed,
+                'img_s': summary.images_per_second}
+
+
+def _subset(dataset, n):
+    """The first ``n`` items of every class of the train split."""
+    from lasagne_tagger.datasets import Dataset
+    per_class = max(1, n // len(dataset.classes))
+    seen, items = {}, []
+    for item in dataset.split('train'):
+        if seen.get(item.label, 0) < per_class:
+            seen[item.label] = seen.get(item.label, 0) + 1
+            items.append(item)
+    return Dataset(dataset.name, dataset.root, dataset.classes, items)
+
+
+def child_extract(args):
+    import numpy as np
+    import lasagne_tagger  # noqa: F401
+    from lasagne_tagger import checkpoint, datasets, features, finetune, store
+    from lasagne_tagger.config import config_to_dict
+    dataset = _subset(datasets.read_folder_dataset(args['photos']),
+                      args['extract_images'])
+    with tempfile.TemporaryDirectory() as d:
+        s = os.path.join(d, 's.h5')
+        store.prepare(dataset, s, size=224, upscale=True, progress=False)
+        config = finetune.FinetuneConfig(store=s, from_scratch=True)
+        net, _ = finetune.build_network(config, len(dataset.classes), 224)
+        prefix = os.path.join(d, 'cnn')
+        checkpoint.save_checkpoint(
+            prefix, checkpoint.named_params(net),
+            {'kind': 'googlenet-classifier',
+             'config': config_to_dict(config),
+             'classes': list(dataset.classes), 'image_size': 224,
+             'epoch': 0})
+        t = time.perf_counter()
+        features.extract_features(prefix, s, os.path.join(d, 'f.h5'),
+                                  progress=False)
+        seconds = time.perf_counter() - t
+    return {'images': len(dataset.items), 'img_s_incl_compile':
+            len(dataset.items) / seconds, 'seconds': seconds,
+            'note': 'includes loading the checkpoint and compiling'}
+
+
+def child_decode(args):
+    import lasagne_tagger  # noqa: F401
+    import decode
+    return decode.measure(None, (1, 100), args['repeats'], log=lambda s: None)
+
+
+def _run_child(name, args, env):
+    code = CHILD.replace('ROOT', repr(ROOT)).replace('HERE', repr(HERE)) \
+        .replace('NAME', repr(name)).replace('ARGS', repr(args))
+    t = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, '-c', code], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    out, err = proc.communicate()
+    wall = time.perf_counter() - t
+    for line in out.splitlines():
+        if line.startswith('RESULT '):
+            res = json.loads(line[7:])
+            res['child_wall_s'] = wall
+            return res
+    raise RuntimeError('%s failed:\n%s' % (name, err[-3000:]))
+
+
+def _port(args):
+    script = os.path.join(HERE, 'port_speed.py')
+    python = args['port_python']
+    if not (os.path.exists(script) and python and os.path.exists(python)):
+        return {'skipped': 'no PyTorch port environment (%s) or no %s'
+                % (python, script)}
+    out = subprocess.run([python, script, '--json'], capture_output=True,
+                         text=True, cwd=ROOT)
+    for line in out.stdout.splitlines():
+        if line.startswith('RESULT '):
+            return json.loads(line[7:])
+    return {'failed': out.stderr[-2000:]}
+
+
+def opts_parser():
+    p = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument('--only', default=','.join(MEASURES),
+                   help='comma-separated subset of ' + ', '.join(MEASURES))
+    p.add_argument('--repeats', type=int, default=3)
+    p.add_argument('--photos', default=os.path.join(
+        ROOT, '..', 'shared', 'data', 'clothing-small'),
+        help='a folder dataset for prepare/extract')
+    p.add_argument('--prepare-images', type=int, default=400)
+    p.add_argument('--extract-images', type=int, default=128)
+    p.add_argument('--port-python', default=os.path.join(
+        ROOT, '.venv-port', 'bin', 'python'),
+        help="the PyTorch port environment's python")
+    p.add_argument('--out', default=os.path.join(HERE, 'results',
+                                                 'all.json'))
+    return p
+
+
+def run(args):
+    only = args.only.split(',')
+    unknown = set(only) - set(MEASURES)
+    if unknown:
+        raise SystemExit('unknown measurement(s): %s' % ', '.join(unknown))
+    env = dict(os.environ)
+    flags = env.get('THEANO_FLAGS', '')
+    if 'floatX' not in flags:
+        flags = ','.join(filter(None, [flags, 'floatX=float32']))
+    env['THEANO_FLAGS'] = flags
+    cargs = dict(repeats=args.repeats, photos=os.path.abspath(args.photos),
+                 prepare_images=args.prepare_images,
+                 extract_images=args.extract_images,
+                 port_python=args.port_python)
+    results = {'machine': {'cpus': os.cpu_count(),
+                           'processor': platform.processor(),
+                           'python': platform.python_version(),
+                           'load_average_at_start': os.getloadavg()},
+               'when': time.strftime('%Y-%m-%d %H:%M:%S'),
+               'theano_flags': flags, 'results': {}}
+    if os.path.exists(args.out):             # keep measurements not redone
+        with open(args.out) as fh:
+            results['results'] = json.load(fh).get('results', {})
+    for name in only:
+        print('measuring %s ...' % name, flush=True)
+        if name == 'port':
+            res = _port(cargs)
+        elif name == 'compile_cold':
+            with tempfile.TemporaryDirectory() as d:
+                cold_env = dict(env, THEANO_FLAGS=flags
+                                + ',base_compiledir=' + d)
+                res = {'cold': _run_child('compile', cargs, cold_env),
+                       'warm': _run_child('compile', cargs, cold_env)}
+        else:
+            res = _run_child(name, cargs, env)
+        results['results'][name] = res
+        print(name, json.dumps(res), flush=True)
+    results['ratios'] = _ratios(results['results'])
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, 'w') as fh:
+        json.dump(results, fh, indent=2)
+    print('ratios (port / Theano):', json.dumps(results['ratios']))
+    print('wrote', args.out)
+    return results
+
+
+def _ratios(res):
+    """The PyTorch port's speed divided by Theano's, where both exist."""
+    port, out = res.get('port', {}), {}
+    pairs = [('forward', 'b8_img_s'), ('forward', 'b32_img_s'),
+             ('train', 'b8_img_s'), ('train', 'b32_img_s')]
+    for section, key in pairs:
+        mine = res.get(section, {}).get(key)
+        theirs = port.get(section, {}).get(key)
+        if mine and theirs:
+            out['%s_%s' % (section, key)] = theirs / mine
+    for batch in ('1', '100'):
+        mine = res.get('decode', {}).get('batches', {}).get(batch, {}) \
+            .get('scan_tags_per_s')
+        theirs = port.get('decode', {}).get('b%s_tags_s' % batch)
+        if mine and theirs:
+            out['decode_b%s_tags_s' % batch] = theirs / mine
+    return out
+
+
+def main(argv=None):
+    run(opts_parser().parse_args(argv))
+
+
+if __name__ == '__main__':
+    main()
