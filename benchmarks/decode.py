@@ -16,9 +16,7 @@ width.  "Tags/s" counts the tags emitted (the end token excluded); images/s
 is also given.
 """
 import argparse
-import json
 import os
-import platform
 import sys
 import time
 
@@ -118,19 +116,10 @@ def main(argv=None):
     sys.path.insert(0, os.path.dirname(os.path.dirname(
         os.path.abspath(__file__))))
     import lasagne_tagger  # noqa: F401  (compatibility patches first)
-    import theano
     result = measure(args.tagger, [int(b) for b in args.batches.split(',')],
                      args.repeats)
-    result.update(machine={'cpus': os.cpu_count(),
-                           'processor': platform.processor(),
-                           'python': platform.python_version()},
-                  when=time.strftime('%Y-%m-%d %H:%M:%S'),
-                  theano_flags=os.environ.get('THEANO_FLAGS', ''),
-                  blas_ldflags=theano.config.blas.ldflags)
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, 'w') as fh:
-        json.dump(result, fh, indent=2)
-    print('wrote', args.out)
+    from common import write_result
+    write_result(result, args.out)
 
 
 if __name__ == '__main__':

@@ -11,7 +11,6 @@ times them interleaved (so a busy machine slows both alike).  Writes
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 
@@ -98,19 +97,9 @@ def main(argv=None):
     sys.path.insert(0, os.path.dirname(os.path.dirname(
         os.path.abspath(__file__))))
     import lasagne_tagger  # noqa: F401
-    import theano
     result = measure(args.image_size, args.width, args.batch, args.repeats)
-    result.update(machine={'cpus': os.cpu_count(),
-                           'processor': platform.processor(),
-                           'python': platform.python_version()},
-                  when=time.strftime('%Y-%m-%d %H:%M:%S'),
-                  theano_flags=os.environ.get('THEANO_FLAGS', ''),
-                  openmp=theano.config.openmp,
-                  load_average=os.getloadavg())
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, 'w') as fh:
-        json.dump(result, fh, indent=2)
-    print('wrote', args.out)
+    from common import write_result
+    write_result(result, args.out)
 
 
 if __name__ == '__main__':

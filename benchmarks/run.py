@@ -150,7 +150,6 @@ def _subset(dataset, n):
 
 
 def child_extract(args):
-    import numpy as np
     import lasagne_tagger  # noqa: F401
     from lasagne_tagger import checkpoint, datasets, features, finetune, store
     from lasagne_tagger.config import config_to_dict

@@ -24,7 +24,6 @@ tests compare both implementations with the ``switch`` graph and with an
 independent NumPy Caffe.  This module imports Theano; import it lazily.
 """
 import numpy as np
-import theano
 import theano.tensor as T
 from theano.gof import Apply, OpenMPOp
 from theano.gradient import grad_not_implemented
@@ -66,6 +65,13 @@ class _CaffePoolBase(OpenMPOp):
     def _out_hw(self, h, w):
         return tuple(_int_len(v, self.pool, self.stride, self.pad)
                      for v in (h, w))
+
+    def _loop_parts(self):
+        """(OpenMP pragma or '', row-window C lines, column-window lines)."""
+        omp = '#pragma omp parallel for schedule(static)' if self.openmp \
+            else ''
+        return (omp, self._window('oh', 'hs', 'he', 'H'),
+                self._window('ow', 'ws', 'we', 'W'))
 
     def c_support_code(self):
         return _SUPPORT
@@ -143,10 +149,7 @@ class CaffeMaxPool(_CaffePoolBase):
     def c_code(self, node, name, inputs, outputs, sub):
         x, = inputs
         z, = outputs
-        omp = '#pragma omp parallel for schedule(static)' if self.openmp \
-            else ''
-        windows = self._window('oh', 'hs', 'he', 'H')
-        cols = self._window('ow', 'ws', 'we', 'W')
+        omp, windows, cols = self._loop_parts()
         return r"""
         {
         if (PyArray_NDIM(%(x)s) != 4) {
@@ -254,10 +257,7 @@ class CaffeMaxPoolGrad(_CaffePoolBase):
     def c_code(self, node, name, inputs, outputs, sub):
         x, gz = inputs
         gx, = outputs
-        omp = '#pragma omp parallel for schedule(static)' if self.openmp \
-            else ''
-        windows = self._window('oh', 'hs', 'he', 'H')
-        cols = self._window('ow', 'ws', 'we', 'W')
+        omp, windows, cols = self._loop_parts()
         return r"""
         {
         PyArrayObject* xc = PyArray_GETCONTIGUOUS(%(x)s);

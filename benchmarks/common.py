@@ -1,0 +1,24 @@
+"""What every benchmark writes with its numbers: the machine and settings."""
+import json
+import os
+import platform
+import time
+
+
+def write_result(result, out):
+    """Add the machine, time, load and Theano settings to ``result`` and
+    write it as JSON to ``out`` (folders created)."""
+    import theano
+    result.update(machine={'cpus': os.cpu_count(),
+                           'processor': platform.processor(),
+                           'python': platform.python_version()},
+                  when=time.strftime('%Y-%m-%d %H:%M:%S'),
+                  load_average=os.getloadavg(),
+                  theano_flags=os.environ.get('THEANO_FLAGS', ''),
+                  floatx=theano.config.floatX,
+                  openmp=theano.config.openmp,
+                  blas_ldflags=theano.config.blas.ldflags)
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    with open(out, 'w') as fh:
+        json.dump(result, fh, indent=2)
+    print('wrote', out)
