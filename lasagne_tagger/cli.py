@@ -173,6 +173,16 @@ def _cmd_demo(args):
     return 0
 
 
+def _cmd_report(args):
+    from .results_report import write_report
+    html_path, md_path, rows = write_report(args.results_dir)
+    for row in rows:
+        print('claim %d: %s (%s)' % (row['claim'], row['verdict'],
+                                     row['why']))
+    print('wrote %s and %s' % (html_path, md_path))
+    return 0
+
+
 def _positive_int(text):
     try:
         value = int(text)
@@ -321,6 +331,14 @@ def build_parser():
                    help='override the demo\'s epoch count')
     p.add_argument('--quiet', action='store_true')
     p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser('report', formatter_class=fmt,
+                       help='the blog\'s claims beside the experiments\' '
+                            'results: RESULTS_DIR/report.html and report.md')
+    p.add_argument('results_dir', metavar='RESULTS_DIR',
+                   help='one config\'s results, e.g. experiments/results/'
+                        'clothing-small')
+    p.set_defaults(func=_cmd_report)
     return parser
 
 
