@@ -74,6 +74,18 @@ def _truth_sets(labels, class_tags):
     return [set(class_tags[int(l)]) for l in labels]
 
 
+def _classes_in_turn(labels, n):
+    """Positions of up to ``n`` items taking the classes in turn: the first
+    item of each class (in label order), then the second, ..."""
+    labels = np.asarray(labels)
+    rank = np.zeros(len(labels), dtype=np.int64)
+    seen = {}
+    for i, label in enumerate(labels.tolist()):
+        rank[i] = seen.get(label, 0)
+        seen[label] = rank[i] + 1
+    return np.lexsort((labels, rank))[:n].tolist()
+
+
 def evaluate_tags(pipeline, store_path, split, n_composites=200, k=2,
                   beam=None, seed=0, examples=8):
     """Tag metrics on a store split: single garments and composites.
@@ -107,8 +119,8 @@ def evaluate_tags(pipeline, store_path, split, n_composites=200, k=2,
                                             pred_sets)}
     result['single_examples'] = [
         {'row': int(rows[i]), 'predicted': predicted[i],
-         'true': class_tags[int(labels[i])]} for i in range(min(examples,
-                                                                 len(rows)))]
+         'true': class_tags[int(labels[i])]}
+        for i in _classes_in_turn(labels, examples)]
     if n_composites and len(set(labels.tolist())) >= k:
         images, idx, label_lists = composites.make_composites(
             crops, labels, n_composites, k=k, seed=seed)
