@@ -183,6 +183,41 @@ def _cmd_report(args):
     return 0
 
 
+def _cmd_reference_export(args):
+    from .reference import export_reference
+    log = (lambda *a: None) if args.quiet else \
+        (lambda msg: print(msg, file=sys.stderr))
+    results, bad = export_reference(
+        args.out, photos=args.photos, cnn=args.cnn, tagger=args.tagger,
+        seed=args.seed, width=args.width, image_size=args.image_size,
+        num_classes=args.num_classes, hidden_size=args.hidden_size,
+        count=args.count, upscale=args.upscale,
+        train_tagger_dir=args.train_tagger, batch_size=args.batch_size,
+        log=log)
+    print('wrote %s (%d images)' % (args.out, len(results)),
+          file=sys.stderr)
+    return _finish_batch(
+        args, results, bad,
+        lambda r: {'path': r[0], 'tags': r[1]},
+        lambda r: '%s: %s' % (r[0], ', '.join(r[1]) or '(no tags)'))
+
+
+def _cmd_reference_compare(args):
+    from .bundle import run_compare
+    return run_compare(args.a, args.b, atol=args.atol, rtol=args.rtol,
+                       as_json=args.json)
+
+
+def _positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError('%r is not a number' % text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError('must be > 0, got %s' % text)
+    return value
+
+
 def _positive_int(text):
     try:
         value = int(text)
@@ -339,6 +374,53 @@ def build_parser():
                    help='one config\'s results, e.g. experiments/results/'
                         'clothing-small')
     p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser('reference',
+                       help='reference bundles for checking ports: export, '
+                            'compare')
+    ref = p.add_subparsers(dest='reference_command', metavar='ACTION')
+    ref.required = True
+    p = ref.add_parser('export', formatter_class=fmt,
+                       help='run the Theano model on photos and write every '
+                            'layer, the weights and the tags to a bundle')
+    p.add_argument('photos', nargs='*', metavar='PHOTO',
+                   help='photos (default: the embedded synthetic set)')
+    p.add_argument('--out', required=True, help='bundle to write (.h5)')
+    p.add_argument('--cnn', default=None,
+                   help='classifier checkpoint prefix or "imagenet" '
+                        '(default: random weights from --seed)')
+    p.add_argument('--tagger', default=None,
+                   help='tagger checkpoint prefix (default: random weights '
+                        'from --seed)')
+    p.add_argument('--train-tagger', default=None, metavar='DIR',
+                   help='train a small tagger on the CNN\'s features of '
+                        'rendered garments into DIR and use it')
+    p.add_argument('--seed', type=int, default=0,
+                   help='seed of the random weights and the embedded set')
+    p.add_argument('--width', type=_positive_float, default=1.0,
+                   help='random CNN: filter-count multiplier')
+    p.add_argument('--image-size', type=_positive_int, default=224,
+                   help='random CNN: input side')
+    p.add_argument('--num-classes', type=_positive_int, default=1000,
+                   help='random CNN: classifier units')
+    p.add_argument('--hidden-size', type=_positive_int, default=32,
+                   help='random tagger: embedding and LSTM units')
+    p.add_argument('--count', type=_positive_int, default=8,
+                   help='images of the embedded set')
+    p.add_argument('--upscale', action='store_true',
+                   help='enlarge photos smaller than the crop')
+    p.add_argument('--batch-size', type=_positive_int, default=8)
+    p.add_argument('--json', action='store_true',
+                   help='print the decoded tags as JSON')
+    p.add_argument('--quiet', action='store_true')
+    p.set_defaults(func=_cmd_reference_export)
+
+    p = ref.add_parser('compare', formatter_class=fmt,
+                       help='layer-by-layer comparison of bundle B (a port) '
+                            'with reference A; exit 1 if they differ')
+    from .bundle import add_compare_arguments
+    add_compare_arguments(p)
+    p.set_defaults(func=_cmd_reference_compare)
     return parser
 
 

@@ -274,8 +274,9 @@ def _tag_probs(net, hid):
     return T.nnet.softmax(T.dot(hid, layer.W) + layer.b)
 
 
-def _prime(net, image):
-    """States and first-tag probabilities after the image and <start>."""
+def _prime(net, image, trace=False):
+    """States and first-tag probabilities after the image and <start>
+    (with ``trace``, the states after the image step come first)."""
     import lasagne
     import theano.tensor as T
     from .vocabulary import START_ID
@@ -286,8 +287,11 @@ def _prime(net, image):
     cell = T.tile(lstm.cell_init, (n, 1))
     hid = T.tile(lstm.hid_init, (n, 1))
     cell, hid = _lstm_cell(lstm, emb, cell, hid)
+    image_cell, image_hid = cell, hid
     start = T.fill(T.zeros((n,), dtype='int32'), START_ID)
     cell, hid = _lstm_cell(lstm, net['tag_embedding'].W[start], cell, hid)
+    if trace:
+        return image_cell, image_hid, cell, hid, _tag_probs(net, hid)
     return cell, hid, _tag_probs(net, hid)
 
 
@@ -306,8 +310,13 @@ def _banned_row(vocab_size):
     return row
 
 
-def compile_greedy(net, max_len):
+def compile_greedy(net, max_len, trace=False):
     """Compile ``greedy(image) -> (tokens, probs)``, each (N, max_len).
+
+    With ``trace``, the function also returns every LSTM step's cell and
+    hidden state (N, max_len + 2, H) and tag distribution
+    (N, max_len + 2, V): step 0 fed the image, step 1 ``<start>``, step
+    ``k + 2`` token ``k`` (the reference bundle's layout, :mod:`bundle`).
 
     At most ``max_len`` tags; a row that reaches it without ``<end>`` just
     stops (as in :func:`decode.beam_search`).  One Theano ``scan`` over
@@ -324,7 +333,10 @@ def compile_greedy(net, max_len):
     image = T.matrix('image')
     vocab_size = net['logits'].num_units
     banned = T.constant(_banned_row(vocab_size)).dimshuffle('x', 0)
-    cell, hid, probs = _prime(net, image)
+    if trace:
+        image_cell, image_hid, cell, hid, probs = _prime(net, image, True)
+    else:
+        cell, hid, probs = _prime(net, image)
     n = image.shape[0]
     rows = T.arange(n)
 
@@ -342,7 +354,18 @@ def compile_greedy(net, max_len):
         outputs_info=[cell, hid, probs,
                       T.zeros((n, vocab_size), dtype=probs.dtype),
                       T.zeros((n,), dtype='int8'), None, None])
-    return theano.function([image], [outputs[5].T, outputs[6].T])
+    if not trace:
+        return theano.function([image], [outputs[5].T, outputs[6].T])
+
+    def steps(first, second, rest):
+        return T.concatenate([first.dimshuffle('x', 0, 1),
+                              second.dimshuffle('x', 0, 1), rest],
+                             axis=0).dimshuffle(1, 0, 2)
+
+    return theano.function([image], [
+        outputs[5].T, outputs[6].T, steps(image_cell, cell, outputs[0]),
+        steps(image_hid, hid, outputs[1]),
+        steps(_tag_probs(net, image_hid), probs, outputs[2])])
 
 
 def compile_step(net):

@@ -180,3 +180,20 @@ def zoo_pickle(tmp_path_factory):
     path = tmp_path_factory.mktemp('zoo') / 'blvc_googlenet.pkl'
     py2pickle.write_model_zoo_pickle(path, params, synsets)
     return path, params, synsets
+
+
+# --- reference bundles (tests/test_bundle.py, tests/test_port.py) ----------
+# One tiny Theano export per session: Theano's first compile of a graph is
+# the slow part, so every bundle test starts from this file (copied).
+TINY_REFERENCE = dict(width=0.125, image_size=32, num_classes=10,
+                      hidden_size=8, count=4, seed=0)
+
+
+@pytest.fixture(scope='session')
+def tiny_reference(tmp_path_factory):
+    """Path of a reference bundle of a tiny random GoogLeNet (width 0.125,
+    32 px, 10 classes) and tagger (8 units) on 4 embedded images."""
+    from lasagne_tagger.reference import export_reference
+    path = tmp_path_factory.mktemp('reference') / 'tiny.h5'
+    export_reference(str(path), log=lambda *a: None, **TINY_REFERENCE)
+    return path
