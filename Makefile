@@ -43,7 +43,7 @@ demo: $(STAMP)
 # Theano reference (full 224 px GoogLeNet, seeded random weights, a small
 # tagger trained on its features) -> PyTorch port -> layer-by-layer compare.
 port-check: $(STAMP) $(PORT_STAMP)
-	mkdir -p $(PORT_DIR)
+	rm -rf $(PORT_DIR) && mkdir -p $(PORT_DIR)
 	THEANO_FLAGS="$(PORT_FLAGS)$${THEANO_FLAGS:+,$$THEANO_FLAGS}" \
 	    $(VENV)/bin/lasagne-tagger reference export --seed 0 \
 	    --train-tagger $(PORT_DIR)/tagger --out $(PORT_DIR)/reference.h5

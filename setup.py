@@ -26,8 +26,12 @@ setup(
     install_requires=RUNTIME,
     extras_require={
         'test': ['pytest==9.2.0'],
-        # CPU wheel; never let pip pick a CUDA build by range.
-        'port': ['torch==2.13.0'],
+        # CPU wheel; never let pip pick a CUDA build by range.  torch 2.13
+        # requires setuptools >= 77.0.3; Lasagne 0.1 imports pkg_resources,
+        # which setuptools 81 removed: the bound keeps both importable when
+        # the port shares an environment with Theano (`make install-port`
+        # builds a separate one without Theano instead).
+        'port': ['torch==2.13.0', 'setuptools>=77.0.3,<81'],
     },
     entry_points={'console_scripts': [
         'lasagne-tagger = lasagne_tagger.cli:main']},

@@ -8,10 +8,11 @@ model comes from checkpoints (``--cnn``, ``--tagger``), the model zoo
 trains a small tagger on the CNN's own features of a rendered synthetic set,
 so that a port can be checked on trained weights without any download.
 
-Random weights are scaled so that activations stay of order one through the
-whole network (He scaling, conv1 divided by the pixel scale, biases drawn
-too: a port that drops a bias must fail), and the LSTM's weights are large
-enough that different images decode to different tags.
+Random weights are He-scaled, with biases drawn too (a port that drops a
+bias must fail); the first two convolutions keep the pixels' scale so that
+the LRNs matter, the rest of the network works at unit scale.  The random
+tagger's image embedding is fitted to the features' spread so that
+different images decode to different tags.
 """
 import json
 import os
@@ -89,11 +90,18 @@ def random_cnn(seed=0, width=1.0, image_size=224, num_classes=1000):
         fan_in = int(np.prod(shape[1:])) if len(shape) == 4 else shape[0]
         gain = 2.0 if len(shape) == 4 else 1.0
         std = np.sqrt(gain / fan_in)
-        if name == 'conv1/7x7_s2':
-            std /= googlenet.INPUT_STD       # its input is raw pixels
+        if name == 'conv2/3x3':
+            # conv1 and conv2/3x3_reduce keep the pixels' scale (tens), as
+            # trained filters do, so that both LRNs act as in the real
+            # network (at unit scale they change almost nothing and a
+            # port's LRN could be wrong unnoticed); back to unit scale here.
+            std /= googlenet.INPUT_STD
+        # biases at a tenth of the layer's output scale
+        bias_std = 0.1 * (googlenet.INPUT_STD if name in (
+            'conv1/7x7_s2', 'conv2/3x3_reduce') else 1.0)
         values.append((rng.standard_normal(shape) * std).astype('float32'))
         values.append((rng.standard_normal(shape[0] if len(shape) == 4
-                                           else shape[1]) * 0.1)
+                                           else shape[1]) * bias_std)
                       .astype('float32'))
     googlenet.set_model_zoo_values(net, values)
     source = ('random GoogLeNet (seed %d, width %g, image size %d, %d '
@@ -463,9 +471,11 @@ def export_reference(out, photos=None, cnn=None, tagger=None, seed=0,
     acts = _run_forward(forward, crops, batch_size)
 
     if train_tagger_dir:
+        described = '%s, weights sha256 %s' % (
+            cnn_info['source'], bundle.weights_digest(cnn_weights(net)))
         tagger = train_check_tagger(train_tagger_dir, forward, layers,
                                     googlenet.FEATURE_LAYER, size,
-                                    cnn_info['source'], seed=seed,
+                                    described, seed=seed,
                                     batch_size=batch_size, log=log)
     if tagger:
         t_net, vocab, max_len, t_info = _checkpoint_tagger(tagger)

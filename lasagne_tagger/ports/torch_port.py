@@ -62,6 +62,16 @@ PAD_ID, START_ID, END_ID = 0, 1, 2
 DTYPES = ('float32', 'float64')
 
 
+def _own(array):
+    """A C-ordered copy-if-needed of ``array`` that torch can wrap (torch
+    refuses negative strides, which numpy keeps even for "contiguous"
+    flips of size-1 axes)."""
+    array = np.asarray(array)
+    if not array.flags.c_contiguous or any(s < 0 for s in array.strides):
+        array = array.copy(order='C')
+    return array
+
+
 def _torch():
     try:
         import torch
@@ -153,7 +163,7 @@ class GoogLeNet(object):
 
     def _tensor(self, array, conv=False):
         torch = _torch()
-        t = torch.as_tensor(np.asarray(array)).to(self.device, self.dtype)
+        t = torch.as_tensor(_own(array)).to(self.device, self.dtype)
         if conv and self.channels_last:
             t = t.contiguous(memory_format=torch.channels_last)
         return t
@@ -308,7 +318,7 @@ class Tagger(object):
                               '%d, %r)' % (V, max_len), source)
         self.dtype = getattr(torch, dtype)
         self.device = torch.device(device)
-        self.t = {k: torch.as_tensor(v).to(self.device, self.dtype)
+        self.t = {k: torch.as_tensor(_own(v)).to(self.device, self.dtype)
                   for k, v in a.items()}
         self.feature_size, self.embed_size = F, E
         self.hidden_size, self.vocab_size = H, V
