@@ -1,0 +1,210 @@
+"""Theano reference vs the PyTorch port, on the same machine, in one run.
+
+GoogLeNet forward images/s at 224 px (batch 8 and 32; the port also with
+channels_last) and greedy decoding (tags/s and images/s) with a full-size
+tagger (512 units).  Both sides use the same seeded random weights: the
+Theano side exports them in a one-image reference bundle, which the port
+reads.  Each side runs in its own process, one after the other (the port in
+``.venv-port`` unless ``--port-python`` says otherwise).  Writes
+``benchmarks/results/port_speed.json``.
+
+    python benchmarks/port_speed.py [--repeats 5] [--decode-rows 200]
+        [--float {float32,float64}] [--quick]
+
+``--quick`` is a smoke run (batch 2, one repeat, 20 rows): its numbers
+mean nothing.
+"""
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+THEANO_CHILD = r'''
+import json, sys, time
+import numpy as np
+import lasagne_tagger
+from lasagne_tagger import bundle, googlenet, imagenet, reference, tagger
+import theano
+cfg = json.loads(sys.argv[1])
+res = {'floatX': theano.config.floatX,
+       'blas_ldflags': theano.config.blas.ldflags}
+# the weights the port reads too
+with bundle.open_bundle(cfg['bundle']) as r:
+    cnn_w, tag_w = r.weights('cnn'), r.weights('tagger')
+    info = r.model('tagger')
+net = googlenet.build_model()
+reference.set_cnn_weights(net, cnn_w)
+t = time.time()
+forward = imagenet.compile_forward(net, ('prob',))
+res['compile_forward_s'] = time.time() - t
+rng = np.random.RandomState(0)
+for batch in cfg['batches']:
+    x = rng.randn(batch, 3, 224, 224).astype(theano.config.floatX) * 50
+    forward(x)
+    times = []
+    for _ in range(cfg['repeats']):
+        t = time.time(); forward(x); times.append(time.time() - t)
+    res['forward_b%d_img_s' % batch] = batch / float(np.median(times))
+feats = np.load(cfg['features']).astype(theano.config.floatX)
+max_len = info['max_len']
+t_net = tagger.build_tagger(
+    info['feature_size'], len(info['vocabulary']['tags']) + 3, max_len,
+    tagger.TaggerConfig(embed_size=info['embed_size'],
+                        hidden_size=info['hidden_size'], dropout=0.0))
+reference.set_tagger_weights(t_net, tag_w)
+t = time.time()
+greedy = tagger.compile_greedy(t_net, max_len)
+res['compile_decode_s'] = time.time() - t
+greedy(feats[:2])
+times = []
+for _ in range(cfg['repeats']):
+    t = time.time(); tokens, _ = greedy(feats); times.append(time.time() - t)
+tags = int(((tokens != 0) & (tokens != 2)).sum())
+res['decode_rows'] = len(feats)
+res['decode_tags'] = tags
+res['decode_img_s'] = len(feats) / float(np.median(times))
+res['decode_tags_s'] = tags / float(np.median(times))
+res['tokens'] = tokens.tolist()
+print('RESULT ' + json.dumps(res))
+'''
+
+PORT_CHILD = r'''
+import json, sys, time
+import numpy as np
+import torch
+from lasagne_tagger import bundle
+from lasagne_tagger.ports import torch_port as p
+cfg = json.loads(sys.argv[1])
+res = {'torch': torch.__version__, 'threads': torch.get_num_threads(),
+       'dtype': cfg['dtype'], 'device': cfg['device']}
+with bundle.open_bundle(cfg['bundle']) as r:
+    cnn_w, tag_w = r.weights('cnn'), r.weights('tagger')
+    max_len = r.model('tagger')['max_len']
+rng = np.random.RandomState(0)
+for channels_last in (False, True):
+    net = p.GoogLeNet(cnn_w, cfg['dtype'], cfg['device'], channels_last)
+    suffix = '_channels_last' if channels_last else ''
+    for batch in cfg['batches']:
+        x = torch.as_tensor(rng.randn(batch, 3, 224, 224) * 50).to(
+            cfg['device'], getattr(torch, cfg['dtype']))
+        with torch.inference_mode():
+            net.forward(x, keep=False)
+            times = []
+            for _ in range(cfg['repeats']):
+                if cfg['device'] != 'cpu': torch.cuda.synchronize()
+                t = time.time(); net.forward(x, keep=False)
+                if cfg['device'] != 'cpu': torch.cuda.synchronize()
+                times.append(time.time() - t)
+        res['forward_b%d%s_img_s' % (batch, suffix)] = \
+            batch / float(np.median(times))
+feats = np.load(cfg['features'])
+tagger = p.Tagger(tag_w, max_len, cfg['dtype'], cfg['device'])
+with torch.inference_mode():
+    tagger.greedy(feats[:2], trace=False)
+    times = []
+    for _ in range(cfg['repeats']):
+        t = time.time(); out = tagger.greedy(feats, trace=False)
+        tokens = out['tokens'].cpu().numpy(); times.append(time.time() - t)
+tags = int(((tokens != 0) & (tokens != 2)).sum())
+res['decode_rows'] = len(feats)
+res['decode_tags'] = tags
+res['decode_img_s'] = len(feats) / float(np.median(times))
+res['decode_tags_s'] = tags / float(np.median(times))
+res['tokens'] = tokens.tolist()
+print('RESULT ' + json.dumps(res))
+'''
+
+
+def _child(python, code, cfg, env=None):
+    full_env = dict(os.environ, **(env or {}))
+    full_env['PYTHONPATH'] = ROOT
+    done = subprocess.run([python, '-c', code, json.dumps(cfg)], cwd=ROOT,
+                          capture_output=True, text=True, env=full_env)
+    for line in done.stdout.splitlines():
+        if line.startswith('RESULT '):
+            return json.loads(line[7:])
+    raise SystemExit('benchmark child failed:\n' + done.stderr[-3000:])
+
+
+def opts_parser():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                formatter_class=argparse.
+                                ArgumentDefaultsHelpFormatter)
+    p.add_argument('--repeats', type=int, default=5)
+    p.add_argument('--decode-rows', type=int, default=200,
+                   help='images decoded per timed call')
+    p.add_argument('--hidden', type=int, default=512,
+                   help='tagger embedding and LSTM units')
+    p.add_argument('--float', dest='dtype', default='float32',
+                   choices=['float32', 'float64'],
+                   help='floatX of the Theano side and the port\'s dtype')
+    p.add_argument('--port-python', default=os.path.join(
+        ROOT, '.venv-port', 'bin', 'python'))
+    p.add_argument('--device', default='cpu', help='torch device')
+    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--quick', action='store_true', help='smoke run')
+    p.add_argument('--out', default=os.path.join(
+        ROOT, 'benchmarks', 'results', 'port_speed.json'))
+    return p
+
+
+def main(argv=None):
+    args = opts_parser().parse_args(argv)
+    batches = [2] if args.quick else [8, 32]
+    repeats = 1 if args.quick else args.repeats
+    rows = 20 if args.quick else args.decode_rows
+    theano_env = {'THEANO_FLAGS': ','.join(filter(None, [
+        'floatX=%s' % args.dtype, os.environ.get('THEANO_FLAGS', '')]))}
+    with tempfile.TemporaryDirectory() as tmp:
+        ref_path = os.path.join(tmp, 'weights.h5')
+        feats_path = os.path.join(tmp, 'features.npy')
+        # one image: the bundle only carries the weights across
+        subprocess.run(
+            [os.path.join(ROOT, '.venv', 'bin', 'lasagne-tagger'),
+             'reference', 'export', '--count', '1', '--seed',
+             str(args.seed), '--hidden-size', str(args.hidden), '--out',
+             ref_path, '--quiet'], cwd=ROOT, check=True,
+            env=dict(os.environ, **theano_env), stdout=subprocess.DEVNULL)
+        import numpy as np
+        rng = np.random.RandomState(1)
+        # pool5-like features: non-negative, varied per image
+        np.save(feats_path, np.abs(rng.randn(rows, 1024)).astype(args.dtype))
+        cfg = {'seed': args.seed, 'batches': batches, 'repeats': repeats,
+               'features': feats_path, 'hidden': args.hidden,
+               'bundle': ref_path, 'dtype': args.dtype,
+               'device': args.device}
+        theano_res = _child(os.path.join(ROOT, '.venv', 'bin', 'python'),
+                            THEANO_CHILD, cfg, theano_env)
+        port_res = _child(args.port_python, PORT_CHILD, cfg)
+    same = theano_res.pop('tokens') == port_res.pop('tokens')
+    ratios = {}
+    for key, value in port_res.items():
+        if key.endswith('_s') and key.replace('_channels_last', '') \
+                in theano_res:
+            ratios[key] = value / theano_res[key.replace('_channels_last',
+                                                         '')]
+    results = {'machine': {'cpus': os.cpu_count(),
+                           'processor': platform.processor(),
+                           'python': platform.python_version()},
+               'when': time.strftime('%Y-%m-%d %H:%M:%S'),
+               'quick': args.quick, 'dtype': args.dtype,
+               'theano': theano_res, 'torch_port': port_res,
+               'port_over_theano': ratios, 'same_tokens': same,
+               'note': 'Both sides run one after the other on this machine; '
+                       'other processes may have been running.'}
+    print(json.dumps(results, indent=2))
+    if not args.quick or args.out != opts_parser().get_default('out'):
+        os.makedirs(os.path.dirname(args.out), exist_ok=True)
+        with open(args.out, 'w') as fh:
+            json.dump(results, fh, indent=2)
+        print('wrote', args.out)
+
+
+if __name__ == '__main__':
+    main()
