@@ -11,6 +11,8 @@ PORT_VENV ?= .venv-port
 PORT_PY := $(PORT_VENV)/bin/python
 PORT_STAMP := $(PORT_VENV)/.installed
 PORT_DIR ?= runs/port-check
+# Where the torch CPU wheel lies (used when the folder exists).
+PORT_WHEELS ?= /opt/wheels
 # The reference runs in float32, the precision a port is checked at.
 PORT_FLAGS ?= floatX=float32
 
@@ -27,7 +29,9 @@ install: $(STAMP)
 # never a range, which would pull a multi-GB CUDA build.
 $(PORT_STAMP): setup.py requirements.txt
 	test -x $(PORT_PY) || $(PYTHON) -m venv $(PORT_VENV)
-	$(PORT_PY) -m pip install -q -c requirements.txt numpy h5py 'torch==2.13.0'
+	$(PORT_PY) -m pip install -q -c requirements.txt \
+	    $(if $(wildcard $(PORT_WHEELS)),--find-links $(PORT_WHEELS)) \
+	    numpy h5py 'torch==2.13.0'
 	$(PORT_PY) -c 'import os, site; open(os.path.join(site.getsitepackages()[0], "lasagne_tagger_src.pth"), "w").write(os.getcwd() + "\n")'
 	$(PORT_PY) -c 'import lasagne_tagger.ports.torch_port'
 	touch $(PORT_STAMP)

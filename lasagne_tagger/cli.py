@@ -208,6 +208,16 @@ def _cmd_reference_compare(args):
                        as_json=args.json)
 
 
+def _nonnegative_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError('%r is not an integer' % text)
+    if value < 0:
+        raise argparse.ArgumentTypeError('must be >= 0, got %d' % value)
+    return value
+
+
 def _positive_float(text):
     try:
         value = float(text)
@@ -395,7 +405,7 @@ def build_parser():
     p.add_argument('--train-tagger', default=None, metavar='DIR',
                    help='train a small tagger on the CNN\'s features of '
                         'rendered garments into DIR and use it')
-    p.add_argument('--seed', type=int, default=0,
+    p.add_argument('--seed', type=_nonnegative_int, default=0,
                    help='seed of the random weights and the embedded set')
     p.add_argument('--width', type=_positive_float, default=1.0,
                    help='random CNN: filter-count multiplier')
