@@ -74,6 +74,10 @@ class TaggerConfig:
             raise TaggerError('dropout must be in [0, 1)')
         if self.learning_rate <= 0:
             raise TaggerError('learning_rate must be > 0')
+        if self.seed < 1:
+            # Theano's MRG random streams refuse the seed 0, which the
+            # first dropout stream would get (seed * 1000003 + ...).
+            raise TaggerError('seed must be >= 1, got %r' % (self.seed,))
 
 
 def build_tagger(feature_size, vocab_size, max_len, config):

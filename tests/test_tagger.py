@@ -196,3 +196,12 @@ def test_lstm_fixes_lasagne_01_outgate_peephole():
     np.testing.assert_allclose(outs['ours'], expected, rtol=1e-6, atol=1e-9)
     assert np.abs(outs['ours']).max() < 1
     assert np.abs(outs['lasagne01'] - expected).max() > 0.05
+
+
+@pytest.mark.parametrize('field, value, message', [
+    ('seed', 0, 'seed must be >= 1'), ('dropout', 1.0, 'dropout'),
+    ('hidden_size', 0, 'hidden_size')])
+def test_config_validation_names_the_field(field, value, message):
+    config = tagger.TaggerConfig(**{field: value})
+    with pytest.raises(TaggerError, match=message):
+        config.validate()
