@@ -18,9 +18,11 @@ file (default ``benchmarks/results/all.json``):
   224 px from a full-width (random-weight) classifier checkpoint;
 - ``decode``: greedy tags/s, the compiled scan vs the slow reference, batch
   1 and 100 (``benchmarks/decode.py``);
-- ``port``: the PyTorch port's forward images/s and decode tags/s on the
-  same machine (``benchmarks/port_speed.py`` in the port's environment),
-  when it is installed; ``ratios`` divides the port's numbers by Theano's.
+- ``port``: ``benchmarks/port_speed.py``: Theano and the PyTorch port
+  (in ``.venv-port``, ``make install-port``) one after the other with the
+  same weights: forward images/s (batch 8 and 32, the port also
+  channels_last) and greedy decode tags/s; ``ratios`` is the port's speed
+  over Theano's.
 
     python benchmarks/run.py [--only forward,train] [--repeats 3]
 
@@ -200,17 +202,22 @@ def _run_child(name, args, env):
 
 
 def _port(args):
-    script = os.path.join(HERE, 'port_speed.py')
+    """``benchmarks/port_speed.py`` (Theano and the PyTorch port, one after
+    the other, same weights) when the port's environment exists."""
     python = args['port_python']
-    if not (os.path.exists(script) and python and os.path.exists(python)):
-        return {'skipped': 'no PyTorch port environment (%s) or no %s'
-                % (python, script)}
-    out = subprocess.run([python, script, '--json'], capture_output=True,
-                         text=True, cwd=ROOT)
-    for line in out.stdout.splitlines():
-        if line.startswith('RESULT '):
-            return json.loads(line[7:])
-    return {'failed': out.stderr[-2000:]}
+    if not (python and os.path.exists(python)):
+        return {'skipped': 'no PyTorch port environment at %s (make '
+                           'install-port)' % python}
+    with tempfile.TemporaryDirectory() as d:
+        out = os.path.join(d, 'port.json')
+        proc = subprocess.run(
+            [sys.executable, os.path.join(HERE, 'port_speed.py'),
+             '--repeats', str(args['repeats']), '--port-python', python,
+             '--out', out], capture_output=True, text=True, cwd=ROOT)
+        if proc.returncode or not os.path.exists(out):
+            return {'failed': proc.stderr[-2000:]}
+        with open(out) as fh:
+            return json.load(fh)
 
 
 def opts_parser():
@@ -280,22 +287,9 @@ def run(args):
 
 
 def _ratios(res):
-    """The PyTorch port's speed divided by Theano's, where both exist."""
-    port, out = res.get('port', {}), {}
-    pairs = [('forward', 'b8_img_s'), ('forward', 'b32_img_s'),
-             ('train', 'b8_img_s'), ('train', 'b32_img_s')]
-    for section, key in pairs:
-        mine = res.get(section, {}).get(key)
-        theirs = port.get(section, {}).get(key)
-        if mine and theirs:
-            out['%s_%s' % (section, key)] = theirs / mine
-    for batch in ('1', '100'):
-        mine = res.get('decode', {}).get('batches', {}).get(batch, {}) \
-            .get('scan_tags_per_s')
-        theirs = port.get('decode', {}).get('b%s_tags_s' % batch)
-        if mine and theirs:
-            out['decode_b%s_tags_s' % batch] = theirs / mine
-    return out
+    """The PyTorch port's speed over Theano's, as port_speed.py measured
+    them in one run (same weights, same machine)."""
+    return dict(res.get('port', {}).get('port_over_theano', {}))
 
 
 def main(argv=None):
