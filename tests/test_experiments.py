@@ -174,6 +174,15 @@ def test_verdict_rules():
                             'l2+rotation': _variant(0.2)}})['verdict'] \
         == 'does not hold'
     assert c2({'variants': {'l2': _variant(0.1)}})['verdict'] == 'not run'
+    # a gap that narrows because validation accuracy fell is said as such
+    low = c2({'variants': {'none': _variant(0.2, val=0.6),
+                           'l2': _variant(0.15, val=0.64),
+                           'l2+rotation': _variant(0.05, val=0.43)}})
+    assert low['verdict'] == 'holds'
+    assert 'validation accuracy falls by 0.170' in low['why']
+    assert 'falls' not in c2({'variants': {
+        'none': _variant(0.3), 'l2': _variant(0.25),
+        'l2+rotation': _variant(0.1)}})['why']
     assert c2(None)['why'].startswith('no results: run')
 
     def tagger(values, multi):
