@@ -1,7 +1,7 @@
 """Theano reference vs the PyTorch port, on the same machine, in one run.
 
-GoogLeNet forward images/s at 224 px (batch 8 and 32; the port also with
-channels_last) and greedy decoding (tags/s and images/s) with a full-size
+GoogLeNet forward and training-step images/s at 224 px (batch 8 and 32;
+the port also with channels_last) and greedy decoding (tags/s and images/s) with a full-size
 tagger (512 units).  Both sides use the same seeded random weights: the
 Theano side exports them in a one-image reference bundle, which the port
 reads.  Each side runs in its own process, one after the other (the port in
@@ -51,6 +51,23 @@ for batch in cfg['batches']:
     for _ in range(cfg['repeats']):
         t = time.time(); forward(x); times.append(time.time() - t)
     res['forward_b%d_img_s' % batch] = batch / float(np.median(times))
+if cfg['train']:
+    # the fine-tuning step the project trains with (finetune.compile_
+    # functions: 15-way head, dropout 0.4, L2, Nesterov momentum SGD)
+    from lasagne_tagger import finetune
+    config = finetune.FinetuneConfig(from_scratch=True, dropout=0.4)
+    tnet, _ = finetune.build_network(config, 15, 224)
+    t = time.time()
+    train = finetune.compile_functions(tnet, config)[0]
+    res['compile_train_s'] = time.time() - t
+    for batch in cfg['batches']:
+        x = rng.randn(batch, 3, 224, 224).astype(theano.config.floatX) * 50
+        y = rng.randint(0, 15, batch).astype('int32')
+        train(x, y)
+        times = []
+        for _ in range(cfg['repeats']):
+            t = time.time(); train(x, y); times.append(time.time() - t)
+        res['train_b%d_img_s' % batch] = batch / float(np.median(times))
 feats = np.load(cfg['features']).astype(theano.config.floatX)
 max_len = info['max_len']
 t_net = tagger.build_tagger(
@@ -103,6 +120,41 @@ for channels_last in (False, True):
                 times.append(time.time() - t)
         res['forward_b%d%s_img_s' % (batch, suffix)] = \
             batch / float(np.median(times))
+# the same training step: 15-way head, dropout 0.4 before it, cross-
+# entropy + L2 (SGD weight decay on every weight and bias: what Lasagne's
+# regularize_network_params covers is the weights only, a negligible
+# difference in work), Nesterov momentum
+for channels_last in (False, True) if cfg['train'] else ():
+    net = p.GoogLeNet(cnn_w, cfg['dtype'], cfg['device'], channels_last)
+    net.params[p.CLASSIFIER] = (
+        net._tensor(rng.randn(net.feature_size, 15) * 0.01),
+        net._tensor(np.zeros(15)))
+    params = [t.requires_grad_() for pair in net.params.values()
+              for t in pair]
+    opt = torch.optim.SGD(params, lr=1e-3, momentum=0.9, nesterov=True,
+                          weight_decay=1e-4)
+    W, b = net.params[p.CLASSIFIER]
+    suffix = '_channels_last' if channels_last else ''
+
+    def step(x, y):
+        opt.zero_grad()
+        feats = net.forward(x, keep=False)[p.FEATURE_LAYER]
+        logits = torch.addmm(b, torch.nn.functional.dropout(
+            feats, 0.4, training=True), W)
+        loss = torch.nn.functional.cross_entropy(logits, y)
+        loss.backward()
+        opt.step()
+        if cfg['device'] != 'cpu': torch.cuda.synchronize()
+    for batch in cfg['batches']:
+        x = torch.as_tensor(rng.randn(batch, 3, 224, 224) * 50).to(
+            cfg['device'], getattr(torch, cfg['dtype']))
+        y = torch.as_tensor(rng.randint(0, 15, batch)).to(cfg['device'])
+        step(x, y)
+        times = []
+        for _ in range(cfg['repeats']):
+            t = time.time(); step(x, y); times.append(time.time() - t)
+        res['train_b%d%s_img_s' % (batch, suffix)] = \
+            batch / float(np.median(times))
 feats = np.load(cfg['features'])
 tagger = p.Tagger(tag_w, max_len, cfg['dtype'], cfg['device'])
 with torch.inference_mode():
@@ -148,6 +200,8 @@ def opts_parser():
         ROOT, '.venv-port', 'bin', 'python'))
     p.add_argument('--device', default='cpu', help='torch device')
     p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--no-train', dest='train', action='store_false',
+                   help='skip the training-step measurement')
     p.add_argument('--quick', action='store_true', help='smoke run')
     p.add_argument('--out', default=os.path.join(
         ROOT, 'benchmarks', 'results', 'port_speed.json'))
@@ -178,6 +232,7 @@ def main(argv=None):
         cfg = {'seed': args.seed, 'batches': batches, 'repeats': repeats,
                'features': feats_path, 'hidden': args.hidden,
                'bundle': ref_path, 'dtype': args.dtype,
+               'train': args.train,
                'device': args.device}
         theano_res = _child(os.path.join(ROOT, '.venv', 'bin', 'python'),
                             THEANO_CHILD, cfg, theano_env)

@@ -12,6 +12,9 @@ file (default ``benchmarks/results/all.json``):
   8 and 32, and its warm compile time;
 - ``compile_cold``: the training and greedy-decoding functions compiled in
   an empty Theano compiledir (cold), then again in the same one (warm);
+- ``startup``: ``lasagne-tagger imagenet-tags`` on one photo, warm (the
+  compile cache filled by a first run): wall time of the whole command, and
+  its phases (imports, loading the weights, compiling, classifying);
 - ``prepare``: :func:`lasagne_tagger.store.prepare` images/s on real photos
   (the first ``--prepare-images`` of ``--photos``) at 224 px;
 - ``extract``: :func:`lasagne_tagger.features.extract_features` images/s at
@@ -20,9 +23,9 @@ file (default ``benchmarks/results/all.json``):
   1 and 100 (``benchmarks/decode.py``);
 - ``port``: ``benchmarks/port_speed.py``: Theano and the PyTorch port
   (in ``.venv-port``, ``make install-port``) one after the other with the
-  same weights: forward images/s (batch 8 and 32, the port also
-  channels_last) and greedy decode tags/s; ``ratios`` is the port's speed
-  over Theano's.
+  same weights: forward and training-step images/s (batch 8 and 32, the
+  port also channels_last) and greedy decode tags/s; ``ratios`` is the
+  port's speed over Theano's.
 
     python benchmarks/run.py [--only forward,train] [--repeats 3]
 
@@ -41,8 +44,8 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-MEASURES = ('forward', 'train', 'compile_cold', 'prepare', 'extract',
-            'decode', 'port')
+MEASURES = ('forward', 'train', 'compile_cold', 'startup', 'prepare',
+            'extract', 'decode', 'port')
 
 CHILD = r'''
 import json, os, sys, time
@@ -176,6 +179,56 @@ def child_extract(args):
     return {'images': len(dataset.items), 'img_s_incl_compile':
             len(dataset.items) / seconds, 'seconds': seconds,
             'note': 'includes loading the checkpoint and compiling'}
+
+
+STARTUP_PHASES = r'''
+import json, sys, time
+t0 = time.perf_counter()
+import lasagne_tagger, theano, lasagne  # noqa: F401
+from lasagne_tagger import imagenet
+t1 = time.perf_counter()
+net, synsets = imagenet.load_imagenet_model(sys.argv[1])
+t2 = time.perf_counter()
+forward = imagenet.compile_forward(net)
+t3 = time.perf_counter()
+imagenet.classify_files([sys.argv[2]], forward, synsets, upscale=True)
+t4 = time.perf_counter()
+print(json.dumps({'import_s': t1 - t0, 'load_weights_s': t2 - t1,
+                  'compile_s': t3 - t2, 'classify_s': t4 - t3}))
+'''
+
+
+def child_startup(args):
+    """``lasagne-tagger imagenet-tags`` on one photo, warm (after one run
+    that fills the compile cache): the whole command's wall time and, in
+    another process, where the time goes.  The weights are a file with the
+    model zoo's exact structure and random values (``tests/py2pickle.py``:
+    the real one cannot be downloaded here); loading costs the same."""
+    import numpy as np
+    sys.path.insert(0, os.path.join(ROOT, 'tests'))
+    import numpy_reference
+    import py2pickle
+    from lasagne_tagger import datasets
+    photo = datasets.read_folder_dataset(args['photos']).items[0].path
+    cli = os.path.join(os.path.dirname(sys.executable), 'lasagne-tagger')
+    with tempfile.TemporaryDirectory() as d:
+        pkl = os.path.join(d, 'blvc_googlenet.pkl')
+        py2pickle.write_model_zoo_pickle(
+            pkl, numpy_reference.random_params(np.random.RandomState(0)))
+        command = [cli, 'imagenet-tags', '--weights', pkl, '--upscale',
+                   '--json', photo]
+        walls = []
+        for _ in range(1 + args['repeats']):          # the first one warms
+            t = time.perf_counter()
+            subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+            walls.append(time.perf_counter() - t)
+        phases = subprocess.run([sys.executable, '-c', STARTUP_PHASES, pkl,
+                                 photo], check=True, capture_output=True,
+                                text=True)
+    res = {'first_wall_s': walls[0], 'warm_wall_s': _median(walls[1:]),
+           'photo': os.path.relpath(photo, ROOT)}
+    res['warm_phases'] = json.loads(phases.stdout.splitlines()[-1])
+    return res
 
 
 def child_decode(args):

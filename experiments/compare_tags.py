@@ -93,12 +93,7 @@ def run(config_path, out=None, work=None, weights=None, progress=True,
 
     t0 = time.time()
     config = ex.load_experiment(config_path)
-    section = config.section('compare')
-    unknown = sorted(k for k in section if k not in SECTION_KEYS)
-    if unknown:
-        raise TaggerError('"compare" section: unknown key(s) %s (known: %s)'
-                          % (', '.join(unknown), ', '.join(SECTION_KEYS)),
-                          config.path)
+    section = config.section('compare', known=SECTION_KEYS)
     out, work = ex.default_dirs(config, EXPERIMENT, here, out, work)
     variant = config.section('tagger').get('cnn_variant')
     cnn = ex.cnn_checkpoint(config, work, variant)

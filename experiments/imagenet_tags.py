@@ -103,12 +103,7 @@ def run(config_path, out=None, weights=None, progress=True, log=print):
 
     t0 = time.time()
     config = ex.load_experiment(config_path)
-    section = config.section('imagenet')
-    unknown = sorted(k for k in section if k not in SECTION_KEYS)
-    if unknown:
-        raise TaggerError('"imagenet" section: unknown key(s) %s (known: %s)'
-                          % (', '.join(unknown), ', '.join(SECTION_KEYS)),
-                          config.path)
+    section = config.section('imagenet', known=SECTION_KEYS)
     out, _ = ex.default_dirs(config, EXPERIMENT, here, out)
     results_path = os.path.join(out, 'results.json')
     top = int(section.get('top', 5))

@@ -57,11 +57,6 @@ def _settings(config, section, overrides):
     from lasagne_tagger.config import load_config
     from lasagne_tagger.errors import TaggerError
 
-    unknown = sorted(k for k in section if k not in SECTION_KEYS)
-    if unknown:
-        raise TaggerError('"tagger" section: unknown key(s) %s (known: %s)'
-                          % (', '.join(unknown), ', '.join(SECTION_KEYS)),
-                          config.path)
     settings = section.get('settings', {})
     if not isinstance(settings, dict):
         raise TaggerError('"tagger" "settings" must be an object',
@@ -107,7 +102,7 @@ def run(config_path, out=None, work=None, overrides=(), progress=True,
 
     t0 = time.time()
     config = ex.load_experiment(config_path)
-    section = config.section('tagger')
+    section = config.section('tagger', known=SECTION_KEYS)
     out, work = ex.default_dirs(config, EXPERIMENT, here, out, work)
     settings = _settings(config, section, overrides)
     cnn = ex.cnn_checkpoint(config, work, section.get('cnn_variant'))

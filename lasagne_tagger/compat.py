@@ -1,6 +1,6 @@
 """Make Theano 1.0.5 and Lasagne 0.1 run on Python 3.11 / NumPy 1.23.
 
-Three small, independent patches, each applied only when it is needed and
+Four small, independent patches, each applied only when it is needed and
 each idempotent.  :func:`apply` must run before anything imports ``theano``
 or ``lasagne``; the package's ``__init__`` calls it, so importing any
 ``lasagne_tagger`` module first is enough.  Nothing here imports Theano.
@@ -26,10 +26,24 @@ or ``lasagne``; the package's ``__init__`` calls it, so importing any
    import into an ``ImportError``, on which Theano uses its Python scan loop
    (``Scan.execute``), giving identical results.
 
+4. **Stable C-module cache keys** (``cache_key``).  Not a Python 3.11
+   breakage but a Theano bug that costs every warm start seconds (issue 7):
+   ``COp.c_code_cache_version`` returns ``hash(tuple(self.func_codes))``,
+   Python's *salted* string hash, so with hash randomization (the default:
+   ``PYTHONHASHSEED`` unset or ``random``) every process computes another
+   cache key for every COp (``DimShuffle`` among them) and recompiles its C
+   module instead of loading the cached one.  We replace it with the same
+   tuple built from a SHA-256 digest of the C code.  Needed only when the
+   hash seed changes from process to process.  Theano's ``theano.gof.op``
+   is patched right after it is first imported (a post-import hook), so
+   this module still imports nothing from Theano.
+
 Set ``LASAGNE_TAGGER_NO_COMPAT=1`` to apply none of them (for debugging, or
 to check that they are still needed: the tests do exactly that).
 """
 import configparser
+import functools
+import hashlib
 import importlib.abc
 import importlib.machinery
 import os
@@ -39,10 +53,12 @@ import sys
 import types
 
 __all__ = ['apply', 'applied', 'user_blas_ldflags', 'openblas_available',
-           'pool_2d_adapter']
+           'pool_2d_adapter', 'hash_seed_varies',
+           'stable_c_code_cache_version']
 
 DOWNSAMPLE_MODULE = 'theano.tensor.signal.downsample'
 SCAN_EXT_MODULE = 'theano.scan_module.scan_perform_ext'
+COP_MODULE = 'theano.gof.op'
 DISABLE_ENV = 'LASAGNE_TAGGER_NO_COMPAT'
 # The last Python on which Theano 1.0.5's generated scan_perform.c compiles.
 LAST_PYTHON_WITH_CYTHON_SCAN = (3, 10)
@@ -179,10 +195,97 @@ def _patch_scan():
     return True
 
 
+def hash_seed_varies(environ=None):
+    """Whether Python's string hash differs from process to process (the
+    ``PYTHONHASHSEED`` this interpreter started with is unset or
+    ``random``)."""
+    environ = os.environ if environ is None else environ
+    return bool(sys.flags.hash_randomization) and \
+        environ.get('PYTHONHASHSEED', '') in ('', 'random')
+
+
+def stable_c_code_cache_version(original):
+    """``COp.c_code_cache_version`` with a SHA-256 digest of the C code
+    where Theano uses the salted ``hash()``; ``original`` is kept as
+    ``__wrapped__``."""
+    @functools.wraps(original)
+    def c_code_cache_version(self):
+        code = '\0'.join(self.func_codes).encode('utf-8')
+        version = (int(hashlib.sha256(code).hexdigest()[:16], 16),)
+        if hasattr(self, 'params_type'):
+            version += (self.params_type.c_code_cache_version(),)
+        return version
+    c_code_cache_version.stable_cache_key = True
+    return c_code_cache_version
+
+
+def _stabilise_cop(op_module):
+    cop = op_module.COp
+    if getattr(cop.c_code_cache_version, 'stable_cache_key', False):
+        return False
+    cop.c_code_cache_version = stable_c_code_cache_version(
+        cop.c_code_cache_version)
+    return True
+
+
+class _PostImportHook(importlib.abc.MetaPathFinder):
+    """Runs ``callback(module)`` right after the module ``name`` has been
+    executed by its own loader (found by the normal path finder)."""
+
+    def __init__(self, name, callback):
+        self.name = name
+        self.callback = callback
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != self.name:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+        if spec is None or spec.loader is None:
+            return None
+        spec.loader = _CallbackLoader(spec.loader, self.callback)
+        return spec
+
+
+class _CallbackLoader(importlib.abc.Loader):
+    def __init__(self, loader, callback):
+        self.loader = loader
+        self.callback = callback
+
+    def create_module(self, spec):
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module):
+        self.loader.exec_module(module)
+        self.callback(module)
+
+
+def _patch_cache_key(environ):
+    if not hash_seed_varies(environ):
+        return False
+    if COP_MODULE in sys.modules:            # Theano already imported
+        return _stabilise_cop(sys.modules[COP_MODULE])
+    if any(isinstance(f, _PostImportHook) and f.name == COP_MODULE
+           for f in sys.meta_path):
+        return False
+    # First: the normal finders would load the module without the hook.
+    sys.meta_path.insert(0, _PostImportHook(COP_MODULE, _stabilise_cop))
+    return True
+
+
+def _cache_key_patched():
+    if COP_MODULE in sys.modules:
+        return getattr(sys.modules[COP_MODULE].COp.c_code_cache_version,
+                       'stable_cache_key', False)
+    return any(isinstance(f, _PostImportHook) and f.name == COP_MODULE
+               for f in sys.meta_path)
+
+
 def applied():
     """What is in effect: the ``blas.ldflags`` value (None if unset) and
-    whether the ``downsample`` and ``scan`` patches are installed."""
+    whether the ``downsample``, ``scan`` and ``cache_key`` patches are
+    installed."""
     return {
+        'cache_key': _cache_key_patched(),
         'blas': user_blas_ldflags(),
         'downsample': any(isinstance(f, _DownsampleFinder)
                           for f in sys.meta_path),
@@ -195,13 +298,16 @@ def apply(environ=None):
     """Apply every needed patch; safe to call any number of times.
 
     Returns a dict saying what this call changed: ``blas`` holds the
-    ldflags value it set (or None), ``downsample`` and ``scan`` booleans.
+    ldflags value it set (or None), ``downsample``, ``scan`` and
+    ``cache_key`` booleans.
     Does nothing when ``LASAGNE_TAGGER_NO_COMPAT`` is set to a non-empty
     value other than ``0``.
     """
     environ = os.environ if environ is None else environ
     if environ.get(DISABLE_ENV, '') not in ('', '0'):
-        return {'blas': None, 'downsample': False, 'scan': False}
+        return {'blas': None, 'downsample': False, 'scan': False,
+                'cache_key': False}
     return {'blas': _patch_blas(environ),
             'downsample': _patch_downsample(),
-            'scan': _patch_scan()}
+            'scan': _patch_scan(),
+            'cache_key': _patch_cache_key(environ)}

@@ -105,12 +105,19 @@ class ExperimentConfig(object):
         self.acs = bool(raw.get('acs', False))
         self.image_size = raw['image_size']
 
-    def section(self, name):
+    def section(self, name, known=None):
         """The ``name`` section (a dict); TaggerError naming the file if it
-        is missing or not an object."""
+        is missing or not an object, or (given ``known``, the allowed keys)
+        if it has a key not in ``known``."""
         value = self.raw.get(name)
         if not isinstance(value, dict):
             raise TaggerError('no "%s" section (a JSON object)' % name,
+                              self.path)
+        unknown = sorted(k for k in value if known is not None
+                         and k not in known)
+        if unknown:
+            raise TaggerError('"%s" section: unknown key(s) %s (known: %s)'
+                              % (name, ', '.join(unknown), ', '.join(known)),
                               self.path)
         return value
 

@@ -1,5 +1,6 @@
 """Each compatibility patch: needed (fails without it), works with it,
 applied only where needed, idempotent, and respectful of user flags."""
+import json
 import os
 import subprocess
 import sys
@@ -56,14 +57,16 @@ def test_apply_is_idempotent_in_this_process():
     # nothing (Theano is imported, so the flags are left alone too).
     before = list(sys.meta_path)
     assert compat.apply() == {'blas': None, 'downsample': False,
-                              'scan': False}
+                              'scan': False, 'cache_key': False}
     assert sys.meta_path == before
     state = compat.applied()
     assert state['downsample']
     assert state['scan'] == (sys.version_info[:2]
                              > compat.LAST_PYTHON_WITH_CYTHON_SCAN)
     disabled = compat.apply({'LASAGNE_TAGGER_NO_COMPAT': '1'})
-    assert disabled == {'blas': None, 'downsample': False, 'scan': False}
+    assert disabled == {'blas': None, 'downsample': False, 'scan': False,
+                        'cache_key': False}
+    assert state['cache_key'] == compat.hash_seed_varies()
 
 
 def test_blas_flag_is_appended_once_in_a_fresh_process():
@@ -131,3 +134,66 @@ def test_scan_patch_is_needed_and_works():
     bare = _run(code, LASAGNE_TAGGER_NO_COMPAT='1', THEANO_FLAGS='blas.ldflags=')
     assert bare.returncode != 0
     assert 'scan_perform' in bare.stderr
+
+
+# A COp (DimShuffle) and an ordinary Op: its cache version, patched and
+# Theano's own, and the number of C modules in the compiledir after
+# compiling a function that uses it.
+CACHE_KEY_CODE = '''
+import json, os, lasagne_tagger, theano, theano.tensor as T, numpy as np
+from lasagne_tagger import compat
+from theano.tensor.elemwise import DimShuffle
+op = DimShuffle((False, False), (1, 0))
+version = op.c_code_cache_version()
+method = type(op).c_code_cache_version
+original = getattr(method, '__wrapped__', method)(op)
+x = T.matrix()
+f = theano.function([x], x.T * 2)
+assert np.allclose(f(np.ones((2, 3), x.dtype)), 2)
+modules = sum(1 for d in os.listdir(theano.config.compiledir)
+              if os.path.exists(os.path.join(theano.config.compiledir, d,
+                                             'key.pkl')))
+print(json.dumps([compat.applied()['cache_key'], repr(version),
+                  repr(original), modules]))
+'''
+
+
+def test_cache_key_patch_is_needed_and_makes_warm_starts_hit_the_cache(
+        tmp_path):
+    flags = 'base_compiledir=%s' % tmp_path
+    runs = []
+    for _ in range(2):
+        out = _run(CACHE_KEY_CODE, THEANO_FLAGS=flags,
+                   PYTHONHASHSEED='random')
+        assert out.returncode == 0, out.stderr[-2000:]
+        runs.append(json.loads(out.stdout.splitlines()[-1]))
+    (on1, v1, orig1, n1), (on2, v2, orig2, n2) = runs
+    assert on1 is True and on2 is True
+    # Theano's own version changes with the hash seed (needed) ...
+    assert orig1 != orig2
+    # ... ours does not, and the second process compiles nothing new.
+    assert v1 == v2
+    assert n1 >= 1 and n2 == n1
+    # A fixed hash seed needs no patch.
+    fixed = _run(CACHE_KEY_CODE, THEANO_FLAGS=flags, PYTHONHASHSEED='0')
+    assert fixed.returncode == 0, fixed.stderr[-2000:]
+    assert json.loads(fixed.stdout.splitlines()[-1])[0] is False
+
+
+def test_stable_cache_version_keeps_the_params_part():
+    class FakeParams(object):
+        def c_code_cache_version(self):
+            return (7,)
+
+    class FakeCOp(object):
+        func_codes = ['int f(void) { return 1; }']
+        params_type = FakeParams()
+
+    def original(self):
+        return (hash(tuple(self.func_codes)),)
+    stable = compat.stable_c_code_cache_version(original)
+    version = stable(FakeCOp())
+    assert len(version) == 2 and version[1] == (7,)
+    assert stable.__wrapped__ is original and stable.stable_cache_key
+    FakeCOp.func_codes = ['int f(void) { return 2; }']
+    assert stable(FakeCOp())[0] != version[0]
