@@ -26,17 +26,24 @@ or ``lasagne``; the package's ``__init__`` calls it, so importing any
    import into an ``ImportError``, on which Theano uses its Python scan loop
    (``Scan.execute``), giving identical results.
 
-4. **Stable C-module cache keys** (``cache_key``).  Not a Python 3.11
-   breakage but a Theano bug that costs every warm start seconds (issue 7):
-   ``COp.c_code_cache_version`` returns ``hash(tuple(self.func_codes))``,
-   Python's *salted* string hash, so with hash randomization (the default:
-   ``PYTHONHASHSEED`` unset or ``random``) every process computes another
-   cache key for every COp (``DimShuffle`` among them) and recompiles its C
-   module instead of loading the cached one.  We replace it with the same
-   tuple built from a SHA-256 digest of the C code.  Needed only when the
-   hash seed changes from process to process.  Theano's ``theano.gof.op``
-   is patched right after it is first imported (a post-import hook), so
-   this module still imports nothing from Theano.
+4. **Cacheable C modules** (``cache_key``).  Not Python 3.11 breakages but
+   two Theano 1.0.5 bugs that make every process recompile C modules it has
+   already compiled, costing every warm start seconds (issue 7):
+
+   - ``COp.c_code_cache_version`` returns ``hash(tuple(self.func_codes))``,
+     Python's *salted* string hash: with hash randomization (the default:
+     ``PYTHONHASHSEED`` unset or ``random``) each process computes another
+     key for every COp (``DimShuffle`` among them).  We use a SHA-256
+     digest of the C code instead; needed only when the hash seed varies.
+   - ``CLinker.cmodule_key_`` counts an op's empty ``__props__`` as
+     "unversioned", so the modules of ``Alloc``, ``Dot22``, ``Softmax``,
+     ``DotModulo`` (dropout's random numbers)... are never cached.  We keep
+     such keys versioned when everything else in them is
+     (:func:`versioned_empty_props`).
+
+   Theano's ``theano.gof.op`` and ``theano.gof.cc`` are patched right after
+   they are first imported (a post-import hook), so this module still
+   imports nothing from Theano.
 
 Set ``LASAGNE_TAGGER_NO_COMPAT=1`` to apply none of them (for debugging, or
 to check that they are still needed: the tests do exactly that).
@@ -54,11 +61,10 @@ import types
 
 __all__ = ['apply', 'applied', 'user_blas_ldflags', 'openblas_available',
            'pool_2d_adapter', 'hash_seed_varies',
-           'stable_c_code_cache_version']
+           'stable_c_code_cache_version', 'versioned_empty_props']
 
 DOWNSAMPLE_MODULE = 'theano.tensor.signal.downsample'
 SCAN_EXT_MODULE = 'theano.scan_module.scan_perform_ext'
-COP_MODULE = 'theano.gof.op'
 DISABLE_ENV = 'LASAGNE_TAGGER_NO_COMPAT'
 # The last Python on which Theano 1.0.5's generated scan_perform.c compiles.
 LAST_PYTHON_WITH_CYTHON_SCAN = (3, 10)
@@ -219,13 +225,52 @@ def stable_c_code_cache_version(original):
     return c_code_cache_version
 
 
-def _stabilise_cop(op_module):
-    cop = op_module.COp
-    if getattr(cop.c_code_cache_version, 'stable_cache_key', False):
+def versioned_empty_props(original):
+    """``CLinker.cmodule_key_`` that keeps modules of ops without
+    ``__props__`` versioned; ``original`` is kept as ``__wrapped__``.
+
+    Theano 1.0.5 appends each op's ``__props__`` to the key's version and
+    treats any empty entry as "unversioned", so every op whose ``__props__``
+    is ``()`` (``Alloc``, ``Dot22``, ``Softmax``, ``SoftmaxWithBias``,
+    ``ScalarFromTensor``, the MRG ``DotModulo``...) makes its module
+    uncacheable: recompiled in every process, although the op's own C code
+    is versioned.  When the original returns an unversioned key we rebuild
+    the version in Theano's order with ``('__props__',) + props`` in place
+    of the props, and keep it unversioned if anything else is unversioned.
+    """
+    @functools.wraps(original)
+    def cmodule_key_(self, fgraph, no_recycling, *args, **kwargs):
+        key = original(self, fgraph, no_recycling, *args, **kwargs)
+        if key is None or key[0]:
+            return key
+        version = []
+        for node in self.schedule(fgraph):
+            if hasattr(node.op, 'c_code_cache_version_apply'):
+                version.append(node.op.c_code_cache_version_apply(node))
+            if hasattr(node.op, '__props__'):
+                version.append(('__props__',) + tuple(node.op.__props__))
+            for var in list(node.inputs) + list(node.outputs):
+                version.append(var.type.c_code_cache_version())
+        if version and all(version):
+            return tuple(version), key[1]
+        return key
+    cmodule_key_.stable_cache_key = True
+    return cmodule_key_
+
+
+def _wrap_method(cls, name, wrapper):
+    if getattr(getattr(cls, name), 'stable_cache_key', False):
         return False
-    cop.c_code_cache_version = stable_c_code_cache_version(
-        cop.c_code_cache_version)
+    setattr(cls, name, wrapper(getattr(cls, name)))
     return True
+
+
+# module -> (class name, method, wrapper) of the cache-key fixes
+CACHE_KEY_FIXES = {
+    'theano.gof.op': ('COp', 'c_code_cache_version',
+                      stable_c_code_cache_version),
+    'theano.gof.cc': ('CLinker', 'cmodule_key_', versioned_empty_props),
+}
 
 
 class _PostImportHook(importlib.abc.MetaPathFinder):
@@ -259,25 +304,39 @@ class _CallbackLoader(importlib.abc.Loader):
         self.callback(module)
 
 
-def _patch_cache_key(environ):
-    if not hash_seed_varies(environ):
-        return False
-    if COP_MODULE in sys.modules:            # Theano already imported
-        return _stabilise_cop(sys.modules[COP_MODULE])
-    if any(isinstance(f, _PostImportHook) and f.name == COP_MODULE
+def _after_import(name, callback):
+    """``callback(module)`` now if ``name`` is imported, else right after
+    its first import; False if that was already arranged."""
+    if name in sys.modules:
+        return callback(sys.modules[name])
+    if any(isinstance(f, _PostImportHook) and f.name == name
            for f in sys.meta_path):
         return False
     # First: the normal finders would load the module without the hook.
-    sys.meta_path.insert(0, _PostImportHook(COP_MODULE, _stabilise_cop))
+    sys.meta_path.insert(0, _PostImportHook(name, callback))
     return True
 
 
-def _cache_key_patched():
-    if COP_MODULE in sys.modules:
-        return getattr(sys.modules[COP_MODULE].COp.c_code_cache_version,
-                       'stable_cache_key', False)
-    return any(isinstance(f, _PostImportHook) and f.name == COP_MODULE
+def _cache_key_fix(module_name):
+    cls, method, wrapper = CACHE_KEY_FIXES[module_name]
+    return _after_import(module_name, lambda module: _wrap_method(
+        getattr(module, cls), method, wrapper))
+
+
+def _cache_key_fixed(module_name):
+    if module_name in sys.modules:
+        cls, method, _ = CACHE_KEY_FIXES[module_name]
+        return getattr(getattr(getattr(sys.modules[module_name], cls),
+                               method), 'stable_cache_key', False)
+    return any(isinstance(f, _PostImportHook) and f.name == module_name
                for f in sys.meta_path)
+
+
+def _patch_cache_key(environ):
+    changed = _cache_key_fix('theano.gof.cc')
+    if hash_seed_varies(environ):
+        changed = _cache_key_fix('theano.gof.op') or changed
+    return changed
 
 
 def applied():
@@ -285,7 +344,8 @@ def applied():
     whether the ``downsample``, ``scan`` and ``cache_key`` patches are
     installed."""
     return {
-        'cache_key': _cache_key_patched(),
+        'cache_key': {name: _cache_key_fixed(name)
+                      for name in sorted(CACHE_KEY_FIXES)},
         'blas': user_blas_ldflags(),
         'downsample': any(isinstance(f, _DownsampleFinder)
                           for f in sys.meta_path),

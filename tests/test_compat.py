@@ -66,7 +66,8 @@ def test_apply_is_idempotent_in_this_process():
     disabled = compat.apply({'LASAGNE_TAGGER_NO_COMPAT': '1'})
     assert disabled == {'blas': None, 'downsample': False, 'scan': False,
                         'cache_key': False}
-    assert state['cache_key'] == compat.hash_seed_varies()
+    assert state['cache_key'] == {'theano.gof.cc': True,
+                                  'theano.gof.op': compat.hash_seed_varies()}
 
 
 def test_blas_flag_is_appended_once_in_a_fresh_process():
@@ -136,25 +137,36 @@ def test_scan_patch_is_needed_and_works():
     assert 'scan_perform' in bare.stderr
 
 
-# A COp (DimShuffle) and an ordinary Op: its cache version, patched and
-# Theano's own, and the number of C modules in the compiledir after
-# compiling a function that uses it.
+# A COp (DimShuffle) and ops without __props__ (Softmax, Alloc): their
+# cache versions, patched and Theano's own, and how many C modules this
+# process compiled for a function that uses them.
 CACHE_KEY_CODE = '''
-import json, os, lasagne_tagger, theano, theano.tensor as T, numpy as np
+import json, lasagne_tagger, theano, theano.tensor as T, numpy as np
 from lasagne_tagger import compat
+from theano.gof import FunctionGraph
+from theano.gof.cc import CLinker
 from theano.tensor.elemwise import DimShuffle
+compiled = []
+compile_cmodule = CLinker.compile_cmodule
+def counting(self, *args, **kwargs):
+    compiled.append(1)
+    return compile_cmodule(self, *args, **kwargs)
+CLinker.compile_cmodule = counting
 op = DimShuffle((False, False), (1, 0))
-version = op.c_code_cache_version()
 method = type(op).c_code_cache_version
-original = getattr(method, '__wrapped__', method)(op)
 x = T.matrix()
-f = theano.function([x], x.T * 2)
-assert np.allclose(f(np.ones((2, 3), x.dtype)), 2)
-modules = sum(1 for d in os.listdir(theano.config.compiledir)
-              if os.path.exists(os.path.join(theano.config.compiledir, d,
-                                             'key.pkl')))
-print(json.dumps([compat.applied()['cache_key'], repr(version),
-                  repr(original), modules]))
+fg = FunctionGraph([x], [T.nnet.Softmax()(x)])
+linker = CLinker().accept(fg)
+key = getattr(CLinker.cmodule_key_, '__wrapped__', CLinker.cmodule_key_)
+f = theano.function([x], [x.T * 2, T.nnet.softmax(x), T.alloc(x.sum(), 2)])
+assert np.allclose(f(np.ones((2, 3), x.dtype))[0], 2)
+print(json.dumps({
+    'applied': compat.applied()['cache_key'],
+    'cop': repr(op.c_code_cache_version()),
+    'cop_theano': repr(getattr(method, '__wrapped__', method)(op)),
+    'softmax_versioned': bool(linker.cmodule_key_(fg, [])[0]),
+    'softmax_versioned_theano': bool(key(linker, fg, [])[0]),
+    'compiled': len(compiled)}))
 '''
 
 
@@ -167,17 +179,22 @@ def test_cache_key_patch_is_needed_and_makes_warm_starts_hit_the_cache(
                    PYTHONHASHSEED='random')
         assert out.returncode == 0, out.stderr[-2000:]
         runs.append(json.loads(out.stdout.splitlines()[-1]))
-    (on1, v1, orig1, n1), (on2, v2, orig2, n2) = runs
-    assert on1 is True and on2 is True
-    # Theano's own version changes with the hash seed (needed) ...
-    assert orig1 != orig2
-    # ... ours does not, and the second process compiles nothing new.
-    assert v1 == v2
-    assert n1 >= 1 and n2 == n1
-    # A fixed hash seed needs no patch.
+    first, second = runs
+    assert first['applied'] == {'theano.gof.cc': True, 'theano.gof.op': True}
+    # Needed: Theano's COp version changes with the hash seed, and its key
+    # for an op without __props__ is unversioned (never cached) ...
+    assert first['cop_theano'] != second['cop_theano']
+    assert not first['softmax_versioned_theano']
+    # ... ours are stable and versioned: the second process compiles
+    # nothing.
+    assert first['cop'] == second['cop']
+    assert first['softmax_versioned']
+    assert first['compiled'] >= 3 and second['compiled'] == 0
+    # A fixed hash seed needs no COp fix.
     fixed = _run(CACHE_KEY_CODE, THEANO_FLAGS=flags, PYTHONHASHSEED='0')
     assert fixed.returncode == 0, fixed.stderr[-2000:]
-    assert json.loads(fixed.stdout.splitlines()[-1])[0] is False
+    assert json.loads(fixed.stdout.splitlines()[-1])['applied'] == {
+        'theano.gof.cc': True, 'theano.gof.op': False}
 
 
 def test_stable_cache_version_keeps_the_params_part():
