@@ -44,9 +44,7 @@ def parse_setting(text):
 
 def measure(settings, rounds, repeats):
     """``{setting: {measure: {key: [value per round]}}}``."""
-    base = os.environ.get('THEANO_FLAGS', '')
-    if 'floatX' not in base:
-        base = ','.join(filter(None, [base, 'floatX=float32']))
+    base = run.base_theano_flags()
     samples = {s: {m: {} for m in MEASURES} for s in settings}
     for r in range(rounds):
         for setting in settings:

@@ -273,6 +273,15 @@ def _port(args):
             return json.load(fh)
 
 
+def base_theano_flags():
+    """The environment's ``THEANO_FLAGS``, with ``floatX=float32`` unless
+    they set ``floatX``."""
+    flags = os.environ.get('THEANO_FLAGS', '')
+    if 'floatX' not in flags:
+        flags = ','.join(filter(None, [flags, 'floatX=float32']))
+    return flags
+
+
 def opts_parser():
     p = argparse.ArgumentParser(
         description=__doc__.splitlines()[0],
@@ -299,10 +308,7 @@ def run(args):
     if unknown:
         raise SystemExit('unknown measurement(s): %s' % ', '.join(unknown))
     env = dict(os.environ)
-    flags = env.get('THEANO_FLAGS', '')
-    if 'floatX' not in flags:
-        flags = ','.join(filter(None, [flags, 'floatX=float32']))
-    env['THEANO_FLAGS'] = flags
+    flags = env['THEANO_FLAGS'] = base_theano_flags()
     cargs = dict(repeats=args.repeats, photos=os.path.abspath(args.photos),
                  prepare_images=args.prepare_images,
                  extract_images=args.extract_images,

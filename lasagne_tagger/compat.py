@@ -304,13 +304,17 @@ class _CallbackLoader(importlib.abc.Loader):
         self.callback(module)
 
 
+def _hook_installed(name):
+    return any(isinstance(f, _PostImportHook) and f.name == name
+               for f in sys.meta_path)
+
+
 def _after_import(name, callback):
     """``callback(module)`` now if ``name`` is imported, else right after
     its first import; False if that was already arranged."""
     if name in sys.modules:
         return callback(sys.modules[name])
-    if any(isinstance(f, _PostImportHook) and f.name == name
-           for f in sys.meta_path):
+    if _hook_installed(name):
         return False
     # First: the normal finders would load the module without the hook.
     sys.meta_path.insert(0, _PostImportHook(name, callback))
@@ -328,8 +332,7 @@ def _cache_key_fixed(module_name):
         cls, method, _ = CACHE_KEY_FIXES[module_name]
         return getattr(getattr(getattr(sys.modules[module_name], cls),
                                method), 'stable_cache_key', False)
-    return any(isinstance(f, _PostImportHook) and f.name == module_name
-               for f in sys.meta_path)
+    return _hook_installed(module_name)
 
 
 def _patch_cache_key(environ):
