@@ -70,6 +70,9 @@ def summarise(samples):
         medians[setting] = {}
         for name, keys in by_measure.items():
             for key, values in keys.items():
+                if not all(isinstance(v, (int, float)) for v in values):
+                    medians[setting]['%s_%s' % (name, key)] = values[-1]
+                    continue                     # e.g. the effective flags
                 if key.startswith('compile') and len(values) > 1:
                     values = values[1:]            # warm rounds only
                 medians[setting]['%s_%s' % (name, key)] = \

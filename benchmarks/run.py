@@ -54,6 +54,7 @@ sys.path.insert(0, HERE)
 import resource, run
 res = getattr(run, 'child_' + NAME)(ARGS)
 res['peak_rss_mb'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+res['effective_theano_flags'] = os.environ.get('THEANO_FLAGS', '')
 print('RESULT ' + json.dumps(res))
 '''
 

@@ -59,7 +59,8 @@ import subprocess
 import sys
 import types
 
-__all__ = ['apply', 'applied', 'user_blas_ldflags', 'openblas_available',
+__all__ = ['apply', 'applied', 'user_theano_flag', 'user_blas_ldflags',
+           'add_theano_flag', 'openblas_available',
            'pool_2d_adapter', 'hash_seed_varies',
            'stable_c_code_cache_version', 'versioned_empty_props']
 
@@ -88,26 +89,49 @@ def _theanorc_files(environ):
             environ.get('THEANORC', '~/.theanorc').split(os.pathsep) if p]
 
 
-def user_blas_ldflags(environ=None):
-    """Return the user's own ``blas.ldflags`` setting, or None if unset.
+def user_theano_flag(name, environ=None):
+    """Return the user's own setting of Theano flag ``name``, or None if unset.
 
-    Looks where Theano looks: ``THEANO_FLAGS`` (``blas.ldflags`` or
-    ``blas__ldflags``) first, then the ``[blas] ldflags`` option of the files
-    named by ``THEANORC`` (default ``~/.theanorc``), later files winning.
+    Looks where Theano looks: ``THEANO_FLAGS`` first (``blas.ldflags`` or
+    ``blas__ldflags``), then the files named by ``THEANORC`` (default
+    ``~/.theanorc``), later files winning: option ``ldflags`` of section
+    ``[blas]`` for ``blas.ldflags``, section ``[global]`` for a flag without
+    a dot such as ``openmp``.
+
+    Parameters
+    ----------
+    name : str
+        Flag name as Theano spells it, e.g. ``'blas.ldflags'``, ``'openmp'``.
+    environ : mapping, optional
+        Environment to read (default ``os.environ``).
     """
     environ = os.environ if environ is None else environ
     flags = _theano_flags_dict(environ.get('THEANO_FLAGS', ''))
-    for key in ('blas.ldflags', 'blas__ldflags'):
+    for key in (name, name.replace('.', '__')):
         if key in flags:
             return flags[key]
+    section, _, option = name.rpartition('.')
+    section = section or 'global'
     parser = configparser.RawConfigParser()
     try:
         parser.read(_theanorc_files(environ))
     except configparser.Error:
         return None   # Theano itself will report the broken file
-    if parser.has_option('blas', 'ldflags'):
-        return parser.get('blas', 'ldflags')
+    if parser.has_option(section, option):
+        return parser.get(section, option)
     return None
+
+
+def user_blas_ldflags(environ=None):
+    """The user's own ``blas.ldflags`` (see :func:`user_theano_flag`)."""
+    return user_theano_flag('blas.ldflags', environ)
+
+
+def add_theano_flag(environ, name, value):
+    """Append ``name=value`` to ``environ['THEANO_FLAGS']``."""
+    flags = environ.get('THEANO_FLAGS', '')
+    entry = '%s=%s' % (name, value)
+    environ['THEANO_FLAGS'] = '%s,%s' % (flags, entry) if flags else entry
 
 
 def numpy_has_blas_info():
@@ -143,9 +167,7 @@ def _patch_blas(environ):
     if user_blas_ldflags(environ) is not None or numpy_has_blas_info():
         return None
     value = default_blas_ldflags()
-    flags = environ.get('THEANO_FLAGS', '')
-    entry = 'blas.ldflags=%s' % value
-    environ['THEANO_FLAGS'] = '%s,%s' % (flags, entry) if flags else entry
+    add_theano_flag(environ, 'blas.ldflags', value)
     return value
 
 

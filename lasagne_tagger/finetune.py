@@ -21,7 +21,7 @@ from typing import Optional
 
 import numpy as np
 
-from . import checkpoint, googlenet
+from . import checkpoint, function_cache, googlenet
 from .config import config_to_dict
 from .errors import TaggerError
 
@@ -141,11 +141,10 @@ def _compile_eval(net, y):
     """``evaluate(x, y) -> (mean cross-entropy, probabilities)``, no
     dropout."""
     import lasagne
-    import theano
     import theano.tensor as T
     logits = lasagne.layers.get_output(net['loss3/classifier'],
                                        deterministic=True)
-    return theano.function([net['input'].input_var, y],
+    return function_cache.function([net['input'].input_var, y],
                            [_cross_entropy(logits, y), T.nnet.softmax(logits)])
 
 
@@ -184,7 +183,7 @@ def compile_functions(net, config):
             config.momentum))
     params = set(body + first + head)
     opt_state = [v for v in updates if v not in params]
-    train_fn = theano.function([x, y], [ce, acc], updates=updates)
+    train_fn = function_cache.function([x, y], [ce, acc], updates=updates)
 
     eval_fn = _compile_eval(net, y)
     dropout = [layer._srng for layer in net.values()

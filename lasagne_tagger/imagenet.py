@@ -6,7 +6,7 @@ any photos, reporting unreadable ones instead of stopping.
 """
 import numpy as np
 
-from . import googlenet, preprocess, weights
+from . import function_cache, googlenet, preprocess, weights
 from .errors import TaggerError
 
 __all__ = ['load_imagenet_model', 'compile_forward', 'top_k',
@@ -39,11 +39,10 @@ def load_imagenet_model(weights_path=None, sha256=weights.MODEL_ZOO_SHA256):
 def compile_forward(net, layers=('prob',)):
     """Compile ``batch -> [outputs of layers]`` (deterministic: no dropout)."""
     import lasagne
-    import theano
 
     outputs = lasagne.layers.get_output([net[name] for name in layers],
                                         deterministic=True)
-    return theano.function([net['input'].input_var], outputs)
+    return function_cache.function([net['input'].input_var], outputs)
 
 
 def top_k(probs, synsets, k=5):

@@ -18,8 +18,8 @@ Decoding:
   # decoding graph is built with ``deterministic=True``.
 * :func:`slow_greedy` -- the Recipes method: rerun the whole network on the
   growing prefix at every step.  Kept as the reference the scan must equal.
-* :func:`beam_decode` -- beam search (:mod:`decode`) over a compiled
-  one-step function.
+* :meth:`TagDecoder.beam` -- beam search (:mod:`decode`) over a compiled
+  one-step function (:func:`compile_step`).
 
 All decoders stop at ``<end>`` or after ``max_len`` tags, never emit
 ``<pad>``/``<start>`` and never emit a tag twice for one image.
@@ -32,17 +32,16 @@ import os
 import signal
 import time
 from collections import OrderedDict
-from typing import Optional
 
 import numpy as np
 
-from . import checkpoint
+from . import checkpoint, function_cache
 from .config import config_to_dict
 from .errors import TaggerError
 from .vocabulary import Vocabulary
 
 __all__ = ['TaggerConfig', 'build_tagger', 'compile_training',
-           'compile_greedy', 'compile_step', 'slow_greedy', 'beam_decode',
+           'compile_greedy', 'compile_step', 'slow_greedy',
            'train_tagger', 'load_tagger', 'TagDecoder']
 
 
@@ -88,7 +87,6 @@ def build_tagger(feature_size, vocab_size, max_len, config):
     step included).  ``'logits'`` is (N * (max_len+2), vocab_size); use
     :func:`sequence_probs` for the (N, max_len+1, V) predictions.
     """
-    import lasagne
     import theano.tensor as T
     from lasagne.layers import (ConcatLayer, DenseLayer, DropoutLayer,
                                 EmbeddingLayer, InputLayer, ReshapeLayer)
@@ -168,7 +166,6 @@ def compile_training(net, config):
     constraint) and ``evaluate(...) -> (loss, acc)`` without dropout; plus
     the optimizer's shared state and the dropout random streams."""
     import lasagne
-    import theano
     import theano.tensor as T
 
     image = T.matrix('image')
@@ -183,11 +180,11 @@ def compile_training(net, config):
     grads = lasagne.updates.total_norm_constraint(grads, config.max_norm)
     updates = lasagne.updates.adam(grads, params, config.learning_rate)
     opt_state = [v for v in updates if v not in set(params)]
-    train_fn = theano.function([image, inputs, targets, mask], [loss, acc],
+    train_fn = function_cache.function([image, inputs, targets, mask], [loss, acc],
                                updates=updates)
     det_loss, det_acc = _masked_loss(sequence_logits(net, True, feed),
                                      targets, mask)
-    eval_fn = theano.function([image, inputs, targets, mask],
+    eval_fn = function_cache.function([image, inputs, targets, mask],
                               [det_loss, det_acc])
     streams = [layer._srng for layer in net.values()
                if hasattr(layer, '_srng')]
@@ -359,14 +356,14 @@ def compile_greedy(net, max_len, trace=False):
                       T.zeros((n, vocab_size), dtype=probs.dtype),
                       T.zeros((n,), dtype='int8'), None, None])
     if not trace:
-        return theano.function([image], [outputs[5].T, outputs[6].T])
+        return function_cache.function([image], [outputs[5].T, outputs[6].T])
 
     def steps(first, second, rest):
         return T.concatenate([first.dimshuffle('x', 0, 1),
                               second.dimshuffle('x', 0, 1), rest],
                              axis=0).dimshuffle(1, 0, 2)
 
-    return theano.function([image], [
+    return function_cache.function([image], [
         outputs[5].T, outputs[6].T, steps(image_cell, cell, outputs[0]),
         steps(image_hid, hid, outputs[1]),
         steps(_tag_probs(net, image_hid), probs, outputs[2])])
@@ -375,15 +372,14 @@ def compile_greedy(net, max_len, trace=False):
 def compile_step(net):
     """Compile ``prime(image) -> (log_probs, cell, hid)`` and
     ``step(cell, hid, tokens) -> (log_probs, cell, hid)`` for beam search."""
-    import theano
     import theano.tensor as T
     image = T.matrix('image')
     cell, hid, probs = _prime(net, image)
-    prime = theano.function([image], [T.log(probs), cell, hid])
+    prime = function_cache.function([image], [T.log(probs), cell, hid])
     c, h = T.matrix('cell'), T.matrix('hid')
     tokens = T.ivector('tokens')
     c2, h2 = _lstm_cell(net['lstm'], net['tag_embedding'].W[tokens], c, h)
-    step = theano.function([c, h, tokens],
+    step = function_cache.function([c, h, tokens],
                            [T.log(_tag_probs(net, h2)), c2, h2])
     return prime, step
 
@@ -391,7 +387,6 @@ def compile_step(net):
 def compile_sequence_probs(net):
     """``probs(image, inputs) -> (N, steps, V)`` through the full network
     (no dropout), the image step included: the Recipes way."""
-    import theano
     import theano.tensor as T
     image = T.matrix('image')
     inputs = net['tags'].input_var
@@ -401,7 +396,7 @@ def compile_sequence_probs(net):
                                          net['mask']: ones})
     flat = logits.reshape((-1, logits.shape[-1]))
     probs = T.nnet.softmax(flat).reshape(logits.shape)
-    return theano.function([image, inputs], probs)
+    return function_cache.function([image, inputs], probs)
 
 
 def slow_greedy(seq_probs, image, max_len, vocab_size):

@@ -1,0 +1,58 @@
+"""Theano flags this project ships as its defaults, for speed.
+
+Unlike :mod:`lasagne_tagger.compat` (which makes Theano *run* here), these
+only make it faster, and each is set only where the user has not set the
+flag in ``THEANO_FLAGS`` or a ``.theanorc`` file: a user's own setting
+always wins.  Like ``compat``, nothing here imports Theano, and the package's
+``__init__`` applies it before Theano is imported.
+
+``openmp=True``
+    Theano 1.0.5 ships ``openmp=False`` (its ``configdefaults`` disables
+    the multi-core default).  With it on, ``CorrMM`` convolutions run their
+    batch loop, large element-wise ops and our Caffe pooling op
+    (:mod:`lasagne_tagger.caffe_pool_op`) their planes on every core.
+    Measured on the 2-core reference machine (``benchmarks/flags.py``,
+    ``benchmarks/results/flags.json``): GoogLeNet forward x1.19-1.32,
+    training x1.44-1.47, same results (the faithfulness tests run with it).
+    Not set on a one-core machine, where OpenMP only adds overhead.
+"""
+import os
+import sys
+
+from .compat import add_theano_flag, user_theano_flag
+
+__all__ = ['SPEED_DEFAULTS', 'apply']
+
+# note: Theano's own default is openmp=False; ours is True where it can help.
+SPEED_DEFAULTS = (('openmp', 'True'),)
+
+
+def _cpu_count(environ):
+    threads = environ.get('OMP_NUM_THREADS', '')
+    if threads.strip().isdigit():
+        return int(threads)
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def apply(environ=None):
+    """Append each of :data:`SPEED_DEFAULTS` the user has not set to
+    ``THEANO_FLAGS``; safe to call any number of times.
+
+    Returns the ``{flag: value}`` this call added.  Adds nothing once Theano
+    is imported (too late), on one core (or ``OMP_NUM_THREADS=1``), or with
+    ``LASAGNE_TAGGER_NO_DEFAULTS`` set to a non-empty value other than ``0``.
+    """
+    environ = os.environ if environ is None else environ
+    if ('theano' in sys.modules
+            or environ.get('LASAGNE_TAGGER_NO_DEFAULTS', '') not in ('', '0')
+            or _cpu_count(environ) < 2):
+        return {}
+    added = {}
+    for name, value in SPEED_DEFAULTS:
+        if user_theano_flag(name, environ) is None:
+            add_theano_flag(environ, name, value)
+            added[name] = value
+    return added
