@@ -29,6 +29,8 @@ file (default ``benchmarks/results/all.json``):
 
     python benchmarks/run.py [--only forward,train] [--repeats 3]
 
+``BENCHMARK_LAYERS=lasagne`` in the environment measures the network with
+Lasagne 0.1's own convolution and LRN layers (see :func:`select_layers`).
 Every child uses the same ``THEANO_FLAGS`` (``floatX=float32`` unless the
 environment sets ``floatX``: the precision a port is checked at, and the
 one the 2016 system trained in on its GPU).
@@ -52,11 +54,35 @@ import json, os, sys, time
 sys.path.insert(0, ROOT)
 sys.path.insert(0, HERE)
 import resource, run
+run.select_layers(os.environ.get('BENCHMARK_LAYERS', 'ours'))
 res = getattr(run, 'child_' + NAME)(ARGS)
 res['peak_rss_mb'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 res['effective_theano_flags'] = os.environ.get('THEANO_FLAGS', '')
 print('RESULT ' + json.dumps(res))
 '''
+
+
+def select_layers(which):
+    """``'ours'``: the package's GoogLeNet as it ships; ``'lasagne'``:
+    with Lasagne 0.1's own ``Conv2DLayer`` and LRN layer instead of
+    :mod:`lasagne_tagger.layers` (same maths, the graphs before issue 7), to
+    measure what those layers contribute (``BENCHMARK_LAYERS=lasagne`` in
+    a ``benchmarks/flags.py`` setting)."""
+    if which == 'ours':
+        return
+    if which != 'lasagne':
+        raise SystemExit('BENCHMARK_LAYERS must be ours or lasagne, got %r'
+                         % which)
+    from lasagne_tagger import layers
+
+    def lasagne_conv():
+        import lasagne
+        return lasagne.layers.Conv2DLayer
+
+    def lasagne_lrn():
+        import lasagne
+        return lasagne.layers.LocalResponseNormalization2DLayer
+    layers._conv_class, layers._lrn_class = lasagne_conv, lasagne_lrn
 
 
 def _median(values):
