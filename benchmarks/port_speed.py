@@ -1,15 +1,17 @@
 """Theano reference vs the PyTorch port, on the same machine, in one run.
 
 GoogLeNet forward and training-step images/s at 224 px (batch 8 and 32;
-the port also with channels_last) and greedy decoding (tags/s and images/s) with a full-size
-tagger (512 units).  Both sides use the same seeded random weights: the
+the port also with channels_last) and greedy decoding (tags/s and
+images/s) with a full-size tagger (512 units).  Both sides use the same seeded random weights: the
 Theano side exports them in a one-image reference bundle, which the port
-reads.  Each side runs in its own process, one after the other (the port in
-``.venv-port`` unless ``--port-python`` says otherwise).  Writes
-``benchmarks/results/port_speed.json``.
+reads.  Each side runs in its own process, the two alternating for
+``--rounds`` rounds (the port in ``.venv-port`` unless ``--port-python``
+says otherwise); medians are kept, and ``best_port_layout_over_theano``
+compares Theano with the port's faster layout (NCHW or channels_last).
+Writes ``benchmarks/results/port_speed.json``.
 
-    python benchmarks/port_speed.py [--repeats 5] [--decode-rows 200]
-        [--float {float32,float64}] [--quick]
+    python benchmarks/port_speed.py [--repeats 5] [--rounds 3]
+        [--decode-rows 200] [--float {float32,float64}] [--quick]
 
 ``--quick`` is a smoke run (batch 2, one repeat, 20 rows): its numbers
 mean nothing.
@@ -19,7 +21,6 @@ import json
 import os
 import platform
 import subprocess
-import sys
 import tempfile
 import time
 
@@ -173,6 +174,17 @@ print('RESULT ' + json.dumps(res))
 '''
 
 
+def _medians(rounds):
+    """Per key, the median over rounds of numeric results (other values
+    from the first round)."""
+    out = {}
+    for key, value in rounds[0].items():
+        values = sorted(r[key] for r in rounds)
+        out[key] = values[len(values) // 2] \
+            if isinstance(value, (int, float)) else value
+    return out
+
+
 def _child(python, code, cfg, env=None):
     full_env = dict(os.environ, **(env or {}))
     full_env['PYTHONPATH'] = ROOT
@@ -189,6 +201,8 @@ def opts_parser():
                                 formatter_class=argparse.
                                 ArgumentDefaultsHelpFormatter)
     p.add_argument('--repeats', type=int, default=5)
+    p.add_argument('--rounds', type=int, default=3,
+                   help='Theano and port children, alternately; medians')
     p.add_argument('--decode-rows', type=int, default=200,
                    help='images decoded per timed call')
     p.add_argument('--hidden', type=int, default=512,
@@ -213,6 +227,7 @@ def main(argv=None):
     batches = [2] if args.quick else [8, 32]
     repeats = 1 if args.quick else args.repeats
     rows = 20 if args.quick else args.decode_rows
+    rounds = 1 if args.quick else args.rounds
     theano_env = {'THEANO_FLAGS': ','.join(filter(None, [
         'floatX=%s' % args.dtype, os.environ.get('THEANO_FLAGS', '')]))}
     with tempfile.TemporaryDirectory() as tmp:
@@ -234,25 +249,35 @@ def main(argv=None):
                'bundle': ref_path, 'dtype': args.dtype,
                'train': args.train,
                'device': args.device}
-        theano_res = _child(os.path.join(ROOT, '.venv', 'bin', 'python'),
-                            THEANO_CHILD, cfg, theano_env)
-        port_res = _child(args.port_python, PORT_CHILD, cfg)
-    same = theano_res.pop('tokens') == port_res.pop('tokens')
-    ratios = {}
+        samples = {'theano': [], 'torch_port': []}
+        for _ in range(rounds):        # interleaved: slow spells hit both
+            samples['theano'].append(_child(
+                os.path.join(ROOT, '.venv', 'bin', 'python'), THEANO_CHILD,
+                cfg, theano_env))
+            samples['torch_port'].append(_child(args.port_python,
+                                                PORT_CHILD, cfg))
+    same = all(r.pop('tokens') == samples['theano'][0]['tokens']
+               for r in samples['theano'][1:] + samples['torch_port'])
+    samples['theano'][0].pop('tokens')
+    theano_res, port_res = (_medians(samples[side])
+                            for side in ('theano', 'torch_port'))
+    ratios, best = {}, {}
     for key, value in port_res.items():
-        if key.endswith('_s') and key.replace('_channels_last', '') \
-                in theano_res:
-            ratios[key] = value / theano_res[key.replace('_channels_last',
-                                                         '')]
+        base = key.replace('_channels_last', '')
+        if key.endswith('_s') and base in theano_res:
+            ratios[key] = value / theano_res[base]
+            best[base] = max(best.get(base, 0.0), ratios[key])
     results = {'machine': {'cpus': os.cpu_count(),
                            'processor': platform.processor(),
                            'python': platform.python_version()},
                'when': time.strftime('%Y-%m-%d %H:%M:%S'),
                'quick': args.quick, 'dtype': args.dtype,
-               'theano': theano_res, 'torch_port': port_res,
-               'port_over_theano': ratios, 'same_tokens': same,
-               'note': 'Both sides run one after the other on this machine; '
-                       'other processes may have been running.'}
+               'rounds': rounds, 'theano': theano_res,
+               'torch_port': port_res, 'port_over_theano': ratios,
+               'best_port_layout_over_theano': best, 'same_tokens': same,
+               'samples': samples,
+               'note': 'Medians of %d rounds; each round runs Theano, then '
+                       'the port, on this machine.' % rounds}
     print(json.dumps(results, indent=2))
     if not args.quick or args.out != opts_parser().get_default('out'):
         os.makedirs(os.path.dirname(args.out), exist_ok=True)

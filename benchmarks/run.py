@@ -22,8 +22,8 @@ file (default ``benchmarks/results/all.json``):
 - ``decode``: greedy tags/s, the compiled scan vs the slow reference, batch
   1 and 100 (``benchmarks/decode.py``);
 - ``port``: ``benchmarks/port_speed.py``: Theano and the PyTorch port
-  (in ``.venv-port``, ``make install-port``) one after the other with the
-  same weights: forward and training-step images/s (batch 8 and 32, the
+  (in ``.venv-port``, ``make install-port``) alternating for three rounds
+  (medians) with the same weights: forward and training-step images/s (batch 8 and 32, the
   port also channels_last) and greedy decode tags/s; ``ratios`` is the
   port's speed over Theano's.
 
@@ -282,8 +282,8 @@ def _run_child(name, args, env):
 
 
 def _port(args):
-    """``benchmarks/port_speed.py`` (Theano and the PyTorch port, one after
-    the other, same weights) when the port's environment exists."""
+    """``benchmarks/port_speed.py`` (Theano and the PyTorch port,
+    alternating, same weights) when the port's environment exists."""
     python = args['port_python']
     if not (python and os.path.exists(python)):
         return {'skipped': 'no PyTorch port environment at %s (make '
@@ -364,10 +364,15 @@ def run(args):
         results['results'][name] = res
         print(name, json.dumps(res), flush=True)
     results['ratios'] = _ratios(results['results'])
+    results['best_port_layout_over_theano'] = dict(
+        results['results'].get('port', {}).get(
+            'best_port_layout_over_theano', {}))
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, 'w') as fh:
         json.dump(results, fh, indent=2)
     print('ratios (port / Theano):', json.dumps(results['ratios']))
+    print("the port's best layout / Theano:",
+          json.dumps(results['best_port_layout_over_theano']))
     print('wrote', args.out)
     return results
 

@@ -10,6 +10,8 @@ from lasagne_tagger import compat, theano_defaults
 
 PRINT_OPENMP = ('import lasagne_tagger, theano, os; '
                 'print(theano.config.openmp); print(os.environ["THEANO_FLAGS"])')
+PRINT_MINSIZE = ('import lasagne_tagger, theano; '
+                 'print(theano.config.openmp_elemwise_minsize)')
 
 
 def _run(code, tmp_path, **env):
@@ -34,6 +36,13 @@ def test_openmp_is_on_by_default(cores, tmp_path):
     openmp, flags = _run(PRINT_OPENMP, tmp_path)
     assert openmp == 'True'
     assert 'openmp=True' in flags.split(',')
+    assert _run(PRINT_MINSIZE, tmp_path) == ['20000']
+
+
+def test_user_minsize_is_respected(cores, tmp_path):
+    out = _run(PRINT_MINSIZE, tmp_path,
+               THEANO_FLAGS='openmp_elemwise_minsize=5000')
+    assert out == ['5000']
 
 
 @pytest.mark.parametrize('env', [
@@ -55,7 +64,7 @@ def test_theanorc_global_openmp_is_respected(cores, tmp_path):
     rc.write_text('[global]\nopenmp = False\n')
     openmp, flags = _run(PRINT_OPENMP, tmp_path, THEANORC=str(rc))
     assert openmp == 'False'
-    assert 'openmp' not in flags
+    assert 'openmp=' not in flags
 
 
 def test_user_theano_flag_lookup(tmp_path):
