@@ -13,16 +13,22 @@ Theano's cache).
 
 The key is a SHA-256 of everything the optimized graph depends on: the
 structure of the unoptimized graph (every op with its parameters, every
-constant's value, every variable's type, scan inner graphs included), the
-types and shapes of its shared variables, every Theano configuration value,
-the Theano, Lasagne and NumPy versions, the source of this package, and the
-``theano.function`` arguments.  Anything else changes the key and compiles
-afresh.
+constant's value, every variable's type, the inputs' names, scan inner
+graphs included), the types and shapes of its shared variables, the updates
+(explicit and the ``default_update`` ones Theano adds), every Theano
+configuration value, the Theano, Lasagne and NumPy versions, the source of
+this package, and the ``theano.function`` options.  Anything else changes
+the key and compiles afresh.  Only plain calls are cached (Variables in and
+out, options with plain values); ``givens``, ``no_default_updates``,
+``In``/``Out`` wrappers or a ``Mode`` object compile as ``theano.function``.
 
 Shared variables (weights, optimizer state, random-stream states, learning
 rates) are *not* stored: the file refers to them by their position in the
 graph, and on loading they are the caller's own objects, so updates go to
-the caller's variables exactly as with ``theano.function``.
+the caller's variables exactly as with ``theano.function``.  (A loaded
+function's ``get_shared()`` lists clones sharing those variables' storage,
+and its ``copy(swap=...)`` does not know the caller's variables; nothing in
+this package uses either.)
 
 # note: these files are pickles, which can run code when loaded.  They live
 # in Theano's compiledir next to Theano's own ``key.pkl`` files, which Theano
@@ -44,10 +50,12 @@ __all__ = ['function', 'graph_key', 'cache_dir', 'DISABLE_ENV']
 
 DISABLE_ENV = 'LASAGNE_TAGGER_NO_FUNCTION_CACHE'
 # Bump when the file layout or the key's contents change.
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 # Pickling a deep graph recurses once per node level (GoogLeNet's training
 # graph needs about 20,000 frames).
 RECURSION_LIMIT = 100000
+# ... and a C stack for it (the thread that pickles gets its own).
+STACK_BYTES = 512 * 1024 * 1024
 # The cache keeps this many files (a few MB each for GoogLeNet), dropping
 # the least recently used.
 MAX_FILES = 256
@@ -141,7 +149,7 @@ def _describe_graph(inputs, outputs, shared=None):
     shared = shared or []
     names = {}
     for i, v in enumerate(inputs):
-        names[v] = 'in%d:%s' % (i, v.type)
+        names[v] = 'in%d:%s:%r' % (i, v.type, v.name)   # keyword calls
     for i, v in enumerate(shared):
         names.setdefault(v, 'sh%d:%s:%s' % (
             i, v.type, getattr(v.get_value(borrow=True), 'shape', ())))
@@ -151,13 +159,13 @@ def _describe_graph(inputs, outputs, shared=None):
         if v not in names:
             if isinstance(v, Constant):
                 data = getattr(v, 'data', None)
-                try:
-                    import numpy as np
-                    arr = np.asarray(data)
+                import numpy as np
+                arr = np.asarray(data)
+                if arr.dtype.hasobject:     # None, slices: bytes are pointers
+                    value = repr(data)
+                else:
                     value = '%s%s%s' % (arr.dtype, arr.shape, hashlib.sha256(
                         arr.tobytes()).hexdigest())
-                except Exception:
-                    value = repr(data)
                 names[v] = 'c:%s:%s' % (v.type, value)
             else:                       # an input we were not told about
                 names[v] = 'free%d:%s' % (len(names), v.type)
@@ -292,15 +300,42 @@ def _maker_arguments(maker):
                 fgraph=fgraph, mode=maker.mode,
                 accept_inplace=maker.accept_inplace,
                 function_builder=maker.function_builder,
-                on_unused_input=maker.on_unused_input,
+                # note: checked when first compiled; the optimizer may
+                # have removed an input's uses since (Function.copy too)
+                on_unused_input='ignore',
                 output_keys=maker.output_keys, name=maker.name)
+
+
+def _in_big_stack(fn, *args):
+    """``fn(*args)`` in a thread with a :data:`STACK_BYTES` C stack: the C
+    pickler recurses on the C stack, once per graph level, and overflows
+    the main thread's (a crash, not an exception) on deep graphs."""
+    import threading
+    result = {}
+
+    def target():
+        try:
+            with _deep_recursion():
+                result['value'] = fn(*args)
+        except BaseException as exc:       # re-raised in the caller
+            result['error'] = exc
+    previous = threading.stack_size(STACK_BYTES)
+    try:
+        thread = threading.Thread(target=target, name='function_cache')
+        thread.start()
+    finally:
+        threading.stack_size(previous)
+    thread.join()
+    if 'error' in result:
+        raise result['error']
+    return result['value']
 
 
 def _load(path, shared):
     import theano
     from theano.compile.function_module import FunctionMaker
-    with open(path, 'rb') as fh, _deep_recursion():
-        arguments = _Unpickler(fh, shared).load()
+    with open(path, 'rb') as fh:
+        arguments = _in_big_stack(lambda: _Unpickler(fh, shared).load())
     containers = {id(v.container) for v in shared}
     if any(spec.implicit and id(spec.value) not in containers
            for spec in arguments['inputs']):
@@ -312,16 +347,19 @@ def _load(path, shared):
 
 
 def _save(path, fn, shared):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = '%s.%d.tmp' % (path, os.getpid())
+    import tempfile
+    directory = os.path.dirname(path)
+    os.makedirs(directory, exist_ok=True)
+    arguments = _maker_arguments(fn.maker)
+    fd, tmp = tempfile.mkstemp(suffix='.tmp', dir=directory)
     try:
-        with open(tmp, 'wb') as fh, _deep_recursion():
-            _Pickler(fh, shared).dump(_maker_arguments(fn.maker))
+        with os.fdopen(fd, 'wb') as fh:
+            _in_big_stack(lambda: _Pickler(fh, shared).dump(arguments))
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
-    _prune(os.path.dirname(path), MAX_FILES)
+    _prune(directory, MAX_FILES)
 
 
 def _prune(directory, keep):
@@ -363,27 +401,31 @@ def function(inputs, outputs, updates=None, **options):
     import theano
     pairs = list(updates.items() if hasattr(updates, 'items')
                  else updates or [])
-    if os.environ.get(DISABLE_ENV, '') not in ('', '0'):
+    single = not isinstance(outputs, (list, tuple))
+    outs = [outputs] if single else list(outputs)
+    if (os.environ.get(DISABLE_ENV, '') not in ('', '0')
+            or not _cacheable(inputs, outs, pairs, options)):
         fn = theano.function(inputs, outputs, updates=pairs, **options)
         fn.from_cache = False
         return fn
-    single = not isinstance(outputs, (list, tuple))
-    outs = [outputs] if single else list(outputs)
-    shared = _shared_variables(outs + [new for _, new in pairs]
-                               + [old for old, _ in pairs])
-    key = graph_key(inputs, outs, pairs, shared,
+    implicit, shared = _with_default_updates(outs, pairs)
+    key = graph_key(inputs, outs, pairs + implicit, shared,
                     dict(options, single_output=single))
     path = os.path.join(cache_dir(), key + '.pkl')
     if os.path.exists(path):
         try:
             fn = _load(path, shared)
-            fn.from_cache = True
-            os.utime(path)            # recently used: kept by _prune
-            return fn
         except Exception as exc:     # stale or broken file: compile afresh
             warnings.warn('%s: cannot use this cached function (%s: %s); '
                           'compiling it again' % (
                               path, type(exc).__name__, exc))
+        else:
+            fn.from_cache = True
+            try:
+                os.utime(path)        # recently used: kept by _prune
+            except OSError:
+                pass
+            return fn
     fn = theano.function(inputs, outputs, updates=pairs, **options)
     fn.from_cache = False
     try:
@@ -392,3 +434,36 @@ def function(inputs, outputs, updates=None, **options):
         warnings.warn('%s: cannot cache this function (%s: %s)' % (
             path, type(exc).__name__, exc))
     return fn
+
+
+def _cacheable(inputs, outputs, pairs, options):
+    """Only plain graphs are cached: Variables in and out, shared variables
+    updated, options with plain values (``givens``, ``no_default_updates``,
+    ``In``/``Out`` wrappers and Mode objects compile uncached)."""
+    from theano.compile import SharedVariable
+    from theano.gof import Variable
+    plain = (str, int, float, bool, type(None))
+    return (all(type(v) is not SharedVariable and isinstance(v, Variable)
+                for v in inputs)
+            and all(isinstance(v, Variable) for v in outputs)
+            and all(isinstance(old, SharedVariable)
+                    and isinstance(new, Variable) for old, new in pairs)
+            and all(isinstance(v, plain) for v in options.values()))
+
+
+def _with_default_updates(outputs, pairs):
+    """The ``default_update`` pairs ``theano.function`` adds by itself (for
+    every shared variable the graph reads that has one and is not updated
+    explicitly, as ``pfunc`` does), and every shared variable of the graph
+    and of all its updates, in graph order."""
+    explicit = {id(old) for old, _ in pairs}
+    roots = outputs + [new for _, new in pairs] + [old for old, _ in pairs]
+    implicit = []
+    while True:
+        shared = _shared_variables(roots + [new for _, new in implicit])
+        more = [(v, v.default_update) for v in shared
+                if getattr(v, 'default_update', None) is not None
+                and id(v) not in explicit]
+        if len(more) == len(implicit):
+            return implicit, shared
+        implicit = more

@@ -177,3 +177,90 @@ def test_prune_keeps_the_most_recent(tmp_path):
         os.utime(path, (i, i))
     function_cache._prune(str(tmp_path), 2)
     assert sorted(p.name for p in tmp_path.iterdir()) == ['3.pkl', '4.pkl']
+
+
+def test_input_names_are_part_of_the_key(cache):
+    # same structure, inputs named the other way round: keyword calls
+    # must bind as theano.function binds them
+    p, q = T.scalar('p'), T.scalar('q')
+    function_cache.function([p, q], p - q)
+    q2, p2 = T.scalar('q'), T.scalar('p')
+    fn = function_cache.function([q2, p2], q2 - p2)
+    assert not fn.from_cache
+    assert float(fn(p=1.0, q=0.0)) == -1.0
+
+
+def test_default_updates_are_part_of_the_key(cache):
+    def build(step):
+        s = theano.shared(np.asarray(0.0, theano.config.floatX), name='s')
+        s.default_update = s + step
+        return s, function_cache.function([], s * 1)
+    s1, f1 = build(1)
+    f1()
+    assert s1.get_value() == 1
+    s5, f5 = build(5)
+    assert not f5.from_cache
+    f5()
+    assert s5.get_value() == 5
+    s1b, f1b = build(1)
+    assert f1b.from_cache
+    f1b()
+    f1b()
+    assert s1b.get_value() == 2         # the caller's variable, updated
+
+
+def test_non_plain_calls_compile_uncached(cache):
+    a, b = T.scalar('a'), T.scalar('b')
+    fns = [function_cache.function([b], a * 1, givens={a: b * k})
+           for k in (2, 3)]
+    assert [float(f(1.0)) for f in fns] == [2.0, 3.0]
+    assert not any(f.from_cache for f in fns)
+    fn = function_cache.function([theano.In(a, value=4.0)], a + 1)
+    assert float(fn()) == 5.0 and not fn.from_cache
+    assert list(cache.iterdir()) == []
+
+
+def test_input_unused_after_optimization_still_loads(cache):
+    x, y = T.vector('x'), T.vector('y')
+    function_cache.function([x, y], T.switch(1, x, y))
+    fn = function_cache.function([x, y], T.switch(1, x, y))
+    assert fn.from_cache
+    np.testing.assert_array_equal(fn([1.0], [2.0]), [1.0])
+
+
+def test_none_constants_give_the_same_key_in_every_process():
+    code = textwrap.dedent('''
+        import lasagne_tagger
+        from lasagne_tagger import function_cache
+        import theano.tensor as T
+        m, i = T.matrix('m'), T.iscalar('i')
+        print(function_cache.graph_key([m, i], [m[1:, i]], [], [], {}))
+    ''')
+    keys = {subprocess.run([sys.executable, '-c', code], capture_output=True,
+                           text=True, timeout=300).stdout.split()[-1]
+            for _ in range(2)}
+    assert len(keys) == 1
+
+
+def test_deep_graph_pickles_without_crashing():
+    # The C pickler recurses on the C stack once per graph level: 10,000
+    # unfused levels crash the main thread (8 MB stack; measured rc 139),
+    # so pickling runs in a thread with a large stack.  In a subprocess, so
+    # a crash fails this test instead of killing pytest.
+    code = textwrap.dedent('''
+        import io
+        import lasagne_tagger
+        from lasagne_tagger import function_cache as fc
+        import theano.tensor as T
+        x = T.vector('x')
+        v = x
+        for i in range(10000):
+            v = v + 1 if i % 2 else v * 2
+        buf = io.BytesIO()
+        fc._in_big_stack(lambda: fc._Pickler(buf, []).dump(v))
+        print('pickled', len(buf.getvalue()))
+    ''')
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, (out.returncode, out.stderr[-2000:])
+    assert out.stdout.startswith('pickled')
