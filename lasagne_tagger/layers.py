@@ -68,6 +68,11 @@ def _lrn_class():
         ``** 0.75`` computed from square roots (see the module docstring)."""
 
         def get_output_for(self, input, **kwargs):
+            from .pooling import _use_op
+            if _use_op('auto'):            # the C op, on a CPU device
+                from .lrn_op import CaffeLRN
+                return CaffeLRN(self.alpha, self.k, self.beta,
+                                self.n)(input)
             if self.beta != 0.75:
                 return super(LRNLayer, self).get_output_for(input, **kwargs)
             input_shape = self.input_shape
