@@ -22,8 +22,8 @@ file (default ``benchmarks/results/all.json``):
 - ``decode``: greedy tags/s, the compiled scan vs the slow reference, batch
   1 and 100 (``benchmarks/decode.py``);
 - ``port``: ``benchmarks/port_speed.py``: Theano and the PyTorch port
-  (in ``.venv-port``, ``make install-port``) alternating for three rounds
-  (medians) with the same weights: forward and training-step images/s (batch 8 and 32, the
+  (in ``.venv-port``, ``make install-port``) alternating for
+  ``--port-rounds`` rounds (medians) with the same weights: forward and training-step images/s (batch 8 and 32, the
   port also channels_last) and greedy decode tags/s; ``ratios`` is the
   port's speed over Theano's.
 
@@ -292,7 +292,8 @@ def _port(args):
         out = os.path.join(d, 'port.json')
         proc = subprocess.run(
             [sys.executable, os.path.join(HERE, 'port_speed.py'),
-             '--repeats', str(args['repeats']), '--port-python', python,
+             '--repeats', str(args['repeats']), '--rounds',
+             str(args['port_rounds']), '--port-python', python,
              '--out', out], capture_output=True, text=True, cwd=ROOT)
         if proc.returncode or not os.path.exists(out):
             return {'failed': proc.stderr[-2000:]}
@@ -321,6 +322,8 @@ def opts_parser():
         help='a folder dataset for prepare/extract')
     p.add_argument('--prepare-images', type=int, default=400)
     p.add_argument('--extract-images', type=int, default=128)
+    p.add_argument('--port-rounds', type=int, default=5,
+                   help='alternating Theano/port rounds (medians)')
     p.add_argument('--port-python', default=os.path.join(
         ROOT, '.venv-port', 'bin', 'python'),
         help="the PyTorch port environment's python")
@@ -339,7 +342,8 @@ def run(args):
     cargs = dict(repeats=args.repeats, photos=os.path.abspath(args.photos),
                  prepare_images=args.prepare_images,
                  extract_images=args.extract_images,
-                 port_python=args.port_python)
+                 port_python=args.port_python,
+                 port_rounds=args.port_rounds)
     results = {'machine': {'cpus': os.cpu_count(),
                            'processor': platform.processor(),
                            'python': platform.python_version(),
