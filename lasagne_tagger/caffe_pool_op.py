@@ -31,6 +31,18 @@ from theano.gradient import grad_not_implemented
 __all__ = ['CaffeMaxPool', 'CaffeMaxPoolGrad', 'pooled_length']
 
 
+def grad_apply(op, x, g):
+    """The Apply node of a 4D gradient op ``op(x, g) -> gx`` (``g`` cast to
+    ``x``'s dtype); shared with :mod:`lasagne_tagger.lrn_op`."""
+    x = T.as_tensor_variable(x)
+    g = T.as_tensor_variable(g)
+    if x.ndim != 4 or g.ndim != 4:
+        raise TypeError('%s needs 4D tensors' % type(op).__name__)
+    if g.dtype != x.dtype:
+        g = T.cast(g, x.dtype)
+    return Apply(op, [x, g], [x.type()])
+
+
 def pooled_length(size, pool, stride, pad):
     """Caffe's pooled length for a symbolic (or int) ``size``."""
     n = (size + 2 * pad - pool + stride - 1) // stride + 1
@@ -224,13 +236,7 @@ class CaffeMaxPoolGrad(_CaffePoolBase):
     goes to its first maximum (row-major, strict ``>``)."""
 
     def make_node(self, x, gz):
-        x = T.as_tensor_variable(x)
-        gz = T.as_tensor_variable(gz)
-        if x.ndim != 4 or gz.ndim != 4:
-            raise TypeError('CaffeMaxPoolGrad needs 4D tensors')
-        if gz.dtype != x.dtype:
-            gz = T.cast(gz, x.dtype)
-        return Apply(self, [x, gz], [x.type()])
+        return grad_apply(self, x, gz)
 
     def infer_shape(self, node, shapes):
         return [shapes[0]]

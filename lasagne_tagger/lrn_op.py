@@ -24,6 +24,8 @@ import theano.tensor as T
 from theano.gof import Apply, OpenMPOp
 from theano.gradient import grad_not_implemented
 
+from .caffe_pool_op import grad_apply
+
 __all__ = ['CaffeLRN', 'CaffeLRNGrad']
 
 
@@ -60,6 +62,13 @@ class _LRNBase(OpenMPOp):
     def c_code_cache_version(self):
         return (1, self.openmp)
 
+    def _c_setup(self, x):
+        """(C dtype name, format values, C lines computing ``S``) for the
+        input named ``x``."""
+        dtype = 'dtype_%s' % x
+        parts = self._c_parts(dtype)
+        return dtype, parts, self._scale_loop('xb', dtype) % parts
+
     def _c_parts(self, dtype):
         """Format values shared by both ops' C code."""
         omp = '#pragma omp parallel for schedule(static)' if self.openmp \
@@ -74,13 +83,16 @@ class _LRNBase(OpenMPOp):
 
     @staticmethod
     def _scale_loop(x_ptr, dtype):
-        """C lines computing ``S`` at (plane c of image xb, pixel p)."""
+        """C lines computing ``S`` and ``P = S ** beta`` at (plane c of
+        image xb, pixel p)."""
         return ('%(dtype)s S = (%(dtype)s)%%(k)s;\n'
                 'for (npy_intp j = c - %%(half)s; j <= c + %%(half)s; ++j) {\n'
                 '    if (j < 0 || j >= C) continue;\n'
                 '    const %(dtype)s v = %(x)s[j * HW + p];\n'
                 '    S += (%(dtype)s)%%(alpha)s * (v * v);\n'
-                '}\n' % dict(dtype=dtype, x=x_ptr))
+                '}\n'
+                '%(dtype)s ROOT, P;  /* P = S ** beta */\n'
+                '%%(power)s\n' % dict(dtype=dtype, x=x_ptr))
 
 
 class CaffeLRN(_LRNBase):
@@ -110,9 +122,7 @@ class CaffeLRN(_LRNBase):
     def c_code(self, node, name, inputs, outputs, sub):
         x, = inputs
         y, = outputs
-        dtype = 'dtype_%s' % x
-        parts = self._c_parts(dtype)
-        scale = self._scale_loop('xb', dtype) % parts
+        dtype, parts, scale = self._c_setup(x)
         return r"""
         {
         PyArrayObject* xc = PyArray_GETCONTIGUOUS(%(x)s);
@@ -134,8 +144,6 @@ class CaffeLRN(_LRNBase):
             const %(dtype)s* xb = xd + b * C * HW;
             for (npy_intp p = 0; p < HW; ++p) {
                 %(scale)s
-                %(dtype)s ROOT, P;
-                %(power)s
                 yd[plane * HW + p] = xb[c * HW + p] / P;
             }
         }
@@ -149,13 +157,7 @@ class CaffeLRNGrad(_LRNBase):
     """``gx`` for :class:`CaffeLRN` (see the module docstring)."""
 
     def make_node(self, x, gy):
-        x = T.as_tensor_variable(x)
-        gy = T.as_tensor_variable(gy)
-        if x.ndim != 4 or gy.ndim != 4:
-            raise TypeError('CaffeLRNGrad needs 4D tensors')
-        if gy.dtype != x.dtype:
-            gy = T.cast(gy, x.dtype)
-        return Apply(self, [x, gy], [x.type()])
+        return grad_apply(self, x, gy)
 
     def infer_shape(self, node, shapes):
         return [shapes[0]]
@@ -182,9 +184,7 @@ class CaffeLRNGrad(_LRNBase):
     def c_code(self, node, name, inputs, outputs, sub):
         x, gy = inputs
         gx, = outputs
-        dtype = 'dtype_%s' % x
-        parts = self._c_parts(dtype)
-        scale = self._scale_loop('xb', dtype) % parts
+        dtype, parts, scale = self._c_setup(x)
         return r"""
         {
         PyArrayObject* xc = PyArray_GETCONTIGUOUS(%(x)s);
@@ -224,8 +224,6 @@ class CaffeLRNGrad(_LRNBase):
             const %(dtype)s* xb = xd + b * C * HW;
             for (npy_intp p = 0; p < HW; ++p) {
                 %(scale)s
-                %(dtype)s ROOT, P;
-                %(power)s
                 const npy_intp i = plane * HW + p;
                 inv[i] = (%(dtype)s)1 / P;
                 t[i] = gd[i] * xd[i] / (P * S);
