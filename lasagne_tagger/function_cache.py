@@ -40,6 +40,7 @@ Set ``LASAGNE_TAGGER_NO_FUNCTION_CACHE=1`` to compile every function
 afresh; a file that fails to load is reported in one line and replaced.
 """
 import copyreg
+import functools
 import hashlib
 import os
 import pickle
@@ -68,7 +69,9 @@ def cache_dir():
     return os.path.join(theano.config.compiledir, 'lasagne_tagger_functions')
 
 
+@functools.lru_cache(maxsize=None)
 def _package_digest():
+    """SHA-256 of this package's Python sources (read once a process)."""
     root = os.path.dirname(os.path.abspath(__file__))
     digest = hashlib.sha256()
     for dirpath, dirnames, filenames in os.walk(root):
@@ -145,6 +148,7 @@ def _op_description(op, describe_graph):
 def _describe_graph(inputs, outputs, shared=None):
     """SHA-256 of the structure of the graph from ``inputs`` to
     ``outputs`` (every node's op and the identities of its inputs)."""
+    import numpy as np
     from theano.gof import Constant, graph
     shared = shared or []
     names = {}
@@ -159,7 +163,6 @@ def _describe_graph(inputs, outputs, shared=None):
         if v not in names:
             if isinstance(v, Constant):
                 data = getattr(v, 'data', None)
-                import numpy as np
                 arr = np.asarray(data)
                 if arr.dtype.hasobject:     # None, slices: bytes are pointers
                     value = repr(data)
@@ -306,8 +309,8 @@ def _maker_arguments(maker):
                 output_keys=maker.output_keys, name=maker.name)
 
 
-def _in_big_stack(fn, *args):
-    """``fn(*args)`` in a thread with a :data:`STACK_BYTES` C stack: the C
+def _in_big_stack(fn):
+    """``fn()`` in a thread with a :data:`STACK_BYTES` C stack: the C
     pickler recurses on the C stack, once per graph level, and overflows
     the main thread's (a crash, not an exception) on deep graphs."""
     import threading
@@ -316,7 +319,7 @@ def _in_big_stack(fn, *args):
     def target():
         try:
             with _deep_recursion():
-                result['value'] = fn(*args)
+                result['value'] = fn()
         except BaseException as exc:       # re-raised in the caller
             result['error'] = exc
     previous = threading.stack_size(STACK_BYTES)

@@ -48,6 +48,20 @@ def _power(s, beta):
     return s ** s.dtype.type(beta)
 
 
+def _alloc_like_x(out, cleanup, fail):
+    """C lines making output ``out`` a C-contiguous array shaped like the
+    contiguous input ``xc`` (reused when it already is one)."""
+    return r"""
+        if (!%(out)s || !PyArray_IS_C_CONTIGUOUS(%(out)s)
+                || !PyArray_SAMESHAPE(%(out)s, xc)) {
+            Py_XDECREF(%(out)s);
+            %(out)s = (PyArrayObject*)PyArray_EMPTY(4, PyArray_DIMS(xc),
+                                                    PyArray_TYPE(xc), 0);
+            if (!%(out)s) { %(cleanup)s %(fail)s; }
+        }
+    """ % dict(out=out, cleanup=cleanup, fail=fail)
+
+
 class _LRNBase(OpenMPOp):
     __props__ = ('alpha', 'k', 'beta', 'n')
 
@@ -129,13 +143,7 @@ class CaffeLRN(_LRNBase):
         if (!xc) { %(fail)s; }
         const npy_intp N = PyArray_DIMS(xc)[0], C = PyArray_DIMS(xc)[1];
         const npy_intp HW = PyArray_DIMS(xc)[2] * PyArray_DIMS(xc)[3];
-        if (!%(y)s || !PyArray_IS_C_CONTIGUOUS(%(y)s)
-                || !PyArray_SAMESHAPE(%(y)s, xc)) {
-            Py_XDECREF(%(y)s);
-            %(y)s = (PyArrayObject*)PyArray_EMPTY(4, PyArray_DIMS(xc),
-                                                  PyArray_TYPE(xc), 0);
-            if (!%(y)s) { Py_DECREF(xc); %(fail)s; }
-        }
+        %(alloc)s
         const %(dtype)s* xd = (const %(dtype)s*)PyArray_DATA(xc);
         %(dtype)s* yd = (%(dtype)s*)PyArray_DATA(%(y)s);
         %(omp)s
@@ -150,7 +158,8 @@ class CaffeLRN(_LRNBase):
         Py_DECREF(xc);
         }
         """ % dict(parts, x=x, y=y, dtype=dtype, scale=scale,
-                   fail=sub['fail'])
+                   fail=sub['fail'],
+                   alloc=_alloc_like_x(y, 'Py_DECREF(xc);', sub['fail']))
 
 
 class CaffeLRNGrad(_LRNBase):
@@ -199,13 +208,7 @@ class CaffeLRNGrad(_LRNBase):
         }
         const npy_intp N = PyArray_DIMS(xc)[0], C = PyArray_DIMS(xc)[1];
         const npy_intp HW = PyArray_DIMS(xc)[2] * PyArray_DIMS(xc)[3];
-        if (!%(gx)s || !PyArray_IS_C_CONTIGUOUS(%(gx)s)
-                || !PyArray_SAMESHAPE(%(gx)s, xc)) {
-            Py_XDECREF(%(gx)s);
-            %(gx)s = (PyArrayObject*)PyArray_EMPTY(4, PyArray_DIMS(xc),
-                                                   PyArray_TYPE(xc), 0);
-            if (!%(gx)s) { Py_DECREF(xc); Py_DECREF(gc); %(fail)s; }
-        }
+        %(alloc)s
         const %(dtype)s* xd = (const %(dtype)s*)PyArray_DATA(xc);
         const %(dtype)s* gd = (const %(dtype)s*)PyArray_DATA(gc);
         %(dtype)s* od = (%(dtype)s*)PyArray_DATA(%(gx)s);
@@ -250,4 +253,5 @@ class CaffeLRNGrad(_LRNBase):
         Py_DECREF(gc);
         }
         """ % dict(parts, x=x, gy=gy, gx=gx, dtype=dtype, scale=scale,
-                   fail=sub['fail'])
+                   fail=sub['fail'], alloc=_alloc_like_x(
+                       gx, 'Py_DECREF(xc); Py_DECREF(gc);', sub['fail']))
