@@ -30,12 +30,13 @@ PY = theano.Mode(linker='py', optimizer='fast_compile')
 
 
 @pytest.mark.parametrize('dtype', ['float32', 'float64'])
-@pytest.mark.parametrize('beta,n,channels', [(0.75, 5, 7), (0.5, 3, 6),
-                                             (0.75, 5, 3)])
-def test_op_equals_graph(dtype, beta, n, channels):
+@pytest.mark.parametrize('beta,n,channels,hw', [
+    (0.75, 5, 7, (5, 4)), (0.5, 3, 6, (5, 4)), (0.75, 5, 3, (5, 4)),
+    (0.75, 5, 9, (9, 13))])     # planes past a vector length, odd tails
+def test_op_equals_graph(dtype, beta, n, channels, hw):
     rng = np.random.RandomState(0)
     x = T.tensor4(dtype=dtype)
-    data = (rng.randn(2, channels, 5, 4) * 300).astype(dtype)
+    data = (rng.randn(2, channels, *hw) * 300).astype(dtype)
     proj = rng.randn(*data.shape).astype(dtype)
     alpha, k = 0.0001 / 5, 1.0
 
