@@ -28,7 +28,7 @@ import theano.tensor as T
 from theano.gof import Apply, OpenMPOp
 from theano.gradient import grad_not_implemented
 
-__all__ = ['CaffeMaxPool', 'CaffeMaxPoolGrad', 'pooled_length']
+__all__ = ['CaffeMaxPool', 'CaffeMaxPoolGrad', 'plane_loop', 'pooled_length']
 
 
 def grad_apply(op, x, g):
@@ -41,6 +41,44 @@ def grad_apply(op, x, g):
     if g.dtype != x.dtype:
         g = T.cast(g, x.dtype)
     return Apply(op, [x, g], [x.type()])
+
+
+def plane_loop(openmp, scratch, body):
+    """C lines running ``body`` for each (image, channel) ``plane`` in
+    ``[0, N * C)``, in parallel with OpenMP when ``openmp``.  ``scratch``
+    lists ``(C type, name, element count)`` buffers that ``body`` may use,
+    allocated once per thread rather than once per plane; if one cannot be
+    allocated, the int ``failed`` (declared by the caller) is set to 1 and
+    that thread's planes are skipped.  Shared with
+    :mod:`lasagne_tagger.lrn_op`."""
+    if not scratch:
+        return r"""
+        %(for_)s
+        for (npy_intp plane = 0; plane < N * C; ++plane) {
+            %(body)s
+        }
+""" % dict(for_='#pragma omp parallel for schedule(static)' if openmp
+           else '', body=body)
+    ok = ' && '.join(name for _, name, _ in scratch) or '1'
+    return r"""
+        %(parallel)s
+        {
+        %(alloc)s
+        if (!(%(ok)s)) failed = 1;
+        %(for_)s
+        for (npy_intp plane = 0; plane < N * C; ++plane) {
+            if (!(%(ok)s)) continue;
+            %(body)s
+        }
+        %(free)s
+        }
+""" % dict(parallel='#pragma omp parallel' if openmp else '',
+           for_='#pragma omp for schedule(static)' if openmp else '',
+           ok=ok, body=body,
+           alloc=''.join('%s* %s = (%s*)malloc(sizeof(%s) * (%s));\n'
+                         % (t, name, t, t, count)
+                         for t, name, count in scratch),
+           free=''.join('free(%s);\n' % name for _, name, _ in scratch))
 
 
 def pooled_length(size, pool, stride, pad):
@@ -78,18 +116,15 @@ class _CaffePoolBase(OpenMPOp):
         return tuple(_int_len(v, self.pool, self.stride, self.pad)
                      for v in (h, w))
 
-    def _loop_parts(self):
-        """(OpenMP pragma or '', row-window C lines, column-window lines)."""
-        omp = '#pragma omp parallel for schedule(static)' if self.openmp \
-            else ''
-        return (omp, self._window('oh', 'hs', 'he', 'H'),
-                self._window('ow', 'ws', 'we', 'W'))
+    def _row_windows(self):
+        """C lines setting ``[hs, he)``, output row ``oh``'s input rows."""
+        return self._window('oh', 'hs', 'he', 'H')
 
     def c_support_code(self):
         return _SUPPORT
 
     def c_code_cache_version(self):
-        return (2, self.openmp)
+        return (3, self.openmp)
 
     def _window(self, out, lo, hi, size):
         """C lines setting ``[lo, hi)``, the input range of output index
@@ -100,6 +135,41 @@ class _CaffePoolBase(OpenMPOp):
                 'if (%(lo)s < 0) %(lo)s = 0;\n'
                 % dict(out=out, lo=lo, hi=hi, size=size, s=self.stride,
                        p=self.pad, k=self.pool))
+
+    def _row_pass(self):
+        """C lines filling, for every input row ``r`` of plane ``xp`` and
+        output column ``ow``, ``rm[r * OW + ow]``: the max over the
+        window's columns.  Windows that lie inside the row run as a
+        fixed-length loop the compiler unrolls and vectorizes across
+        ``ow``; the clipped ones at the edges as a loop over the window."""
+        take = '{ const dtype_T v = row[q]; m = v > m ? v : m; }'
+        return r"""
+            /* interior windows: [ow * s - p, ow * s - p + k) inside [0, W) */
+            npy_intp ow_lo = (%(p)d + %(s)d - 1) / %(s)d;
+            npy_intp ow_hi = W + %(p)d >= %(k)d
+                ? (W + %(p)d - %(k)d) / %(s)d + 1 : 0;
+            if (ow_lo > OW) ow_lo = OW;
+            if (ow_hi > OW) ow_hi = OW;
+            if (ow_hi < ow_lo) ow_hi = ow_lo;
+            for (npy_intp r = 0; r < H; ++r) {
+                const dtype_T* row = xp + r * W;
+                for (npy_intp ow = 0; ow < OW; ++ow) {
+                    if (ow == ow_lo) ow = ow_hi;
+                    if (ow >= OW) break;
+                    %(cols)s
+                    dtype_T m = -INFINITY;
+                    for (npy_intp q = ws; q < we; ++q) %(take)s
+                    rm[r * OW + ow] = m;
+                }
+                for (npy_intp ow = ow_lo; ow < ow_hi; ++ow) {
+                    const npy_intp q0 = ow * %(s)d - %(p)d;
+                    dtype_T m = -INFINITY;
+                    for (npy_intp q = q0; q < q0 + %(k)d; ++q) %(take)s
+                    rm[r * OW + ow] = m;
+                }
+            }
+""" % dict(k=self.pool, s=self.stride, p=self.pad, take=take,
+           cols=self._window('ow', 'ws', 'we', 'W'))
 
 
 def _int_len(size, pool, stride, pad):
@@ -127,6 +197,44 @@ def _first_max_offsets(x, pool, stride, pad, oh, ow):
             r, q = rows + i - pad, cols + j - pad
             index = np.where(take, (r * w + q)[None, None], index)
     return best, index
+
+
+# one plane of each op's C loop (see plane_loop)
+_FORWARD_PLANE = r'''
+            const dtype_%(x)s* xp = xd + plane * H * W;
+            dtype_%(z)s* zp = zd + plane * OH * OW;
+%(rows)s            for (npy_intp oh = 0; oh < OH; ++oh) {
+                %(windows)s
+                dtype_%(z)s* out = zp + oh * OW;
+                for (npy_intp ow = 0; ow < OW; ++ow) out[ow] = -INFINITY;
+                for (npy_intp r = hs; r < he; ++r) {
+                    const dtype_%(z)s* t = rm + r * OW;
+                    for (npy_intp ow = 0; ow < OW; ++ow)
+                        out[ow] = t[ow] > out[ow] ? t[ow] : out[ow];
+                }
+            }
+'''
+
+_GRAD_PLANE = r'''
+            const dtype_%(x)s* xp = xd + plane * H * W;
+            const dtype_%(gz)s* gp = gd + plane * OH * OW;
+            dtype_%(gx)s* op = od + plane * H * W;
+            for (npy_intp i = 0; i < H * W; ++i) op[i] = 0;
+            for (npy_intp oh = 0; oh < OH; ++oh) {
+                %(windows)s
+                for (npy_intp ow = 0; ow < OW; ++ow) {
+                    %(cols)s
+                    dtype_%(x)s m = -INFINITY;
+                    npy_intp arg = -1;
+                    for (npy_intp r = hs; r < he; ++r)
+                        for (npy_intp q = ws; q < we; ++q) {
+                            const dtype_%(x)s v = xp[r * W + q];
+                            if (v > m) { m = v; arg = r * W + q; }
+                        }
+                    if (arg >= 0) op[arg] += gp[oh * OW + ow];
+                }
+            }
+'''
 
 
 class CaffeMaxPool(_CaffePoolBase):
@@ -161,7 +269,10 @@ class CaffeMaxPool(_CaffePoolBase):
     def c_code(self, node, name, inputs, outputs, sub):
         x, = inputs
         z, = outputs
-        omp, windows, cols = self._loop_parts()
+        windows = self._row_windows()
+        rows = self._row_pass().replace('dtype_T', 'dtype_%s' % x)
+        loop = plane_loop(self.openmp, [('dtype_%s' % z, 'rm', 'H * OW + 1')],
+                          _FORWARD_PLANE)
         return r"""
         {
         if (PyArray_NDIM(%(x)s) != 4) {
@@ -189,46 +300,19 @@ class CaffeMaxPool(_CaffePoolBase):
         /* The max does not depend on which element is the first maximum,
            so the forward pass is separable: a max over each window's
            columns, row by row, into tmp (H x OW), then over its rows.
-           2k comparisons an output instead of k*k. */
+           2k comparisons an output instead of k*k, in loops over ow that
+           the compiler vectorizes. */
         int failed = 0;
-        %(omp)s
-        for (npy_intp plane = 0; plane < N * C; ++plane) {
-            const dtype_%(x)s* xp = xd + plane * H * W;
-            dtype_%(z)s* zp = zd + plane * OH * OW;
-            dtype_%(z)s* tmp = (dtype_%(z)s*)malloc(
-                sizeof(dtype_%(z)s) * (H * OW + 1));
-            if (!tmp) { failed = 1; continue; }
-            for (npy_intp r = 0; r < H; ++r) {
-                const dtype_%(x)s* row = xp + r * W;
-                for (npy_intp ow = 0; ow < OW; ++ow) {
-                    %(cols)s
-                    dtype_%(z)s m = -INFINITY;
-                    for (npy_intp q = ws; q < we; ++q)
-                        m = row[q] > m ? row[q] : m;
-                    tmp[r * OW + ow] = m;
-                }
-            }
-            for (npy_intp oh = 0; oh < OH; ++oh) {
-                %(windows)s
-                dtype_%(z)s* out = zp + oh * OW;
-                for (npy_intp ow = 0; ow < OW; ++ow) out[ow] = -INFINITY;
-                for (npy_intp r = hs; r < he; ++r) {
-                    const dtype_%(z)s* t = tmp + r * OW;
-                    for (npy_intp ow = 0; ow < OW; ++ow)
-                        out[ow] = t[ow] > out[ow] ? t[ow] : out[ow];
-                }
-            }
-            free(tmp);
-        }
-        if (failed) {
+%(loop)s        if (failed) {
             Py_DECREF(xc);
             PyErr_NoMemory();
             %(fail)s;
         }
         Py_DECREF(xc);
         }
-        """ % dict(x=x, z=z, fail=sub['fail'], omp=omp, windows=windows,
-                   cols=cols, k=self.pool, s=self.stride, p=self.pad)
+        """ % dict(x=x, z=z, fail=sub['fail'], k=self.pool, s=self.stride,
+                   p=self.pad,
+                   loop=loop % dict(x=x, z=z, rows=rows, windows=windows))
 
 
 class CaffeMaxPoolGrad(_CaffePoolBase):
@@ -263,7 +347,13 @@ class CaffeMaxPoolGrad(_CaffePoolBase):
     def c_code(self, node, name, inputs, outputs, sub):
         x, gz = inputs
         gx, = outputs
-        omp, windows, cols = self._loop_parts()
+        windows = self._row_windows()
+        # note: a separable row pass with argmaxes, like the forward pass's,
+        # was not faster than this scan of each window in our measurements
+        # (strided windows, small planes), so the gradient keeps the scan.
+        loop = plane_loop(self.openmp, [], _GRAD_PLANE) % dict(
+            x=x, gz=gz, gx=gx, windows=windows,
+            cols=self._window('ow', 'ws', 'we', 'W'))
         return r"""
         {
         PyArrayObject* xc = PyArray_GETCONTIGUOUS(%(x)s);
@@ -291,30 +381,14 @@ class CaffeMaxPoolGrad(_CaffePoolBase):
         const dtype_%(x)s* xd = (const dtype_%(x)s*)PyArray_DATA(xc);
         const dtype_%(gz)s* gd = (const dtype_%(gz)s*)PyArray_DATA(gc);
         dtype_%(gx)s* od = (dtype_%(gx)s*)PyArray_DATA(%(gx)s);
-        %(omp)s
-        for (npy_intp plane = 0; plane < N * C; ++plane) {
-            const dtype_%(x)s* xp = xd + plane * H * W;
-            const dtype_%(gz)s* gp = gd + plane * OH * OW;
-            dtype_%(gx)s* op = od + plane * H * W;
-            for (npy_intp i = 0; i < H * W; ++i) op[i] = 0;
-            for (npy_intp oh = 0; oh < OH; ++oh) {
-                %(windows)s
-                for (npy_intp ow = 0; ow < OW; ++ow) {
-                    %(cols)s
-                    dtype_%(x)s m = -INFINITY;
-                    npy_intp arg = -1;
-                    for (npy_intp r = hs; r < he; ++r)
-                        for (npy_intp q = ws; q < we; ++q) {
-                            const dtype_%(x)s v = xp[r * W + q];
-                            if (v > m) { m = v; arg = r * W + q; }
-                        }
-                    if (arg >= 0) op[arg] += gp[oh * OW + ow];
-                }
-            }
+        int failed = 0;   /* set by plane_loop; no scratch here */
+%(loop)s        if (failed) {
+            Py_DECREF(xc); Py_DECREF(gc);
+            PyErr_NoMemory();
+            %(fail)s;
         }
         Py_DECREF(xc);
         Py_DECREF(gc);
         }
-        """ % dict(x=x, gz=gz, gx=gx, fail=sub['fail'], omp=omp,
-                   windows=windows, cols=cols, k=self.pool, s=self.stride,
-                   p=self.pad)
+        """ % dict(x=x, gz=gz, gx=gx, fail=sub['fail'], k=self.pool,
+                   s=self.stride, p=self.pad, loop=loop)

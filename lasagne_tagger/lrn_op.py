@@ -27,7 +27,7 @@ import theano.tensor as T
 from theano.gof import Apply, OpenMPOp
 from theano.gradient import grad_not_implemented
 
-from .caffe_pool_op import grad_apply
+from .caffe_pool_op import grad_apply, plane_loop
 
 __all__ = ['CaffeLRN', 'CaffeLRNGrad']
 
@@ -170,6 +170,25 @@ class CaffeLRN(_LRNBase):
                    alloc=_alloc_like_x(y, 'Py_DECREF(xc);', sub['fail']))
 
 
+# pass 2 of CaffeLRNGrad, one plane (w: plane_loop's per-thread scratch)
+_GRAD_PASS2 = r'''
+            const npy_intp b = plane / C, c = plane %% C;
+            const %(dtype)s* tb = t + b * C * HW;
+            const %(dtype)s* xp = xd + plane * HW;
+            const %(dtype)s* gp = gd + plane * HW;
+            %(dtype)s* op = od + plane * HW;
+            for (npy_intp p = 0; p < HW; ++p) w[p] = 0;
+            for (npy_intp j = c - %(half)s; j <= c + %(half)s; ++j) {
+                if (j < 0 || j >= C) continue;
+                const %(dtype)s* tj = tb + j * HW;
+                for (npy_intp p = 0; p < HW; ++p) w[p] += tj[p];
+            }
+            for (npy_intp p = 0; p < HW; ++p)
+                op[p] = gp[p] * op[p] - (%(dtype)s)(2 * %(alpha)s * %(beta)s)
+                        * xp[p] * w[p];
+'''
+
+
 class CaffeLRNGrad(_LRNBase):
     """``gx`` for :class:`CaffeLRN` (see the module docstring)."""
 
@@ -202,6 +221,8 @@ class CaffeLRNGrad(_LRNBase):
         x, gy = inputs
         gx, = outputs
         dtype, parts, scale = self._c_setup(x)
+        pass2 = plane_loop(self.openmp, [(dtype, 'w', 'HW + 1')],
+                           _GRAD_PASS2) % dict(parts, dtype=dtype)
         return r"""
         {
         PyArrayObject* xc = PyArray_GETCONTIGUOUS(%(x)s);
@@ -247,31 +268,12 @@ class CaffeLRNGrad(_LRNBase):
                 tp[p] = gp[p] * xp[p] / (P * s);
             }
         }
-        %(omp)s
-        for (npy_intp plane = 0; plane < N * C; ++plane) {
-            const npy_intp b = plane / C, c = plane %% C;
-            const %(dtype)s* tb = t + b * C * HW;
-            const %(dtype)s* xp = xd + plane * HW;
-            const %(dtype)s* gp = gd + plane * HW;
-            %(dtype)s* op = od + plane * HW;
-            %(dtype)s* w = (%(dtype)s*)malloc(sizeof(%(dtype)s) * (HW + 1));
-            if (!w) { failed = 1; continue; }
-            for (npy_intp p = 0; p < HW; ++p) w[p] = 0;
-            for (npy_intp j = c - %(half)s; j <= c + %(half)s; ++j) {
-                if (j < 0 || j >= C) continue;
-                const %(dtype)s* tj = tb + j * HW;
-                for (npy_intp p = 0; p < HW; ++p) w[p] += tj[p];
-            }
-            for (npy_intp p = 0; p < HW; ++p)
-                op[p] = gp[p] * op[p] - (%(dtype)s)(2 * %(alpha)s * %(beta)s)
-                        * xp[p] * w[p];
-            free(w);
-        }
-        free(t);
+%(pass2)s        free(t);
         Py_DECREF(xc);
         Py_DECREF(gc);
         if (failed) { PyErr_NoMemory(); %(fail)s; }
         }
         """ % dict(parts, x=x, gy=gy, gx=gx, dtype=dtype, scale=scale,
+                   pass2=pass2,
                    fail=sub['fail'], alloc=_alloc_like_x(
                        gx, 'Py_DECREF(xc); Py_DECREF(gc);', sub['fail']))
