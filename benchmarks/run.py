@@ -67,13 +67,24 @@ def select_layers(which):
     with Lasagne 0.1's own ``Conv2DLayer`` and LRN layer instead of
     :mod:`lasagne_tagger.layers` (same maths, the graphs before issue 7), to
     measure what those layers contribute (``BENCHMARK_LAYERS=lasagne`` in
-    a ``benchmarks/flags.py`` setting)."""
+    a ``benchmarks/flags.py`` setting); ``'corrmm'``: ours with Theano's
+    ``CorrMM`` convolutions instead of :mod:`lasagne_tagger.conv_op`;
+    ``'graph-bias-relu'``: ours with
+    Theano's bias addition and rectifier instead of
+    :mod:`lasagne_tagger.bias_relu_op`."""
     if which == 'ours':
         return
-    if which != 'lasagne':
-        raise SystemExit('BENCHMARK_LAYERS must be ours or lasagne, got %r'
-                         % which)
     from lasagne_tagger import layers
+    # ours with one CPU op switched off: (name, the method deciding it)
+    without = {'corrmm': '_gemm_pad', 'graph-bias-relu': '_fused_bias_relu'}
+    if which in without:
+        conv = type('Conv2DLayer', (layers._conv_class(),),
+                    {without[which]: lambda self: None})
+        layers._conv_class = lambda: conv
+        return
+    if which != 'lasagne':
+        raise SystemExit('BENCHMARK_LAYERS must be one of ours, lasagne, %s;'
+                         ' got %r' % (', '.join(without), which))
 
     def lasagne_conv():
         import lasagne

@@ -4,6 +4,10 @@
 (``pool_impl='op'`` / ``'graph'``, :mod:`lasagne_tagger.pooling`).
 ``--compare layers``: our convolution and LRN layers
 (:mod:`lasagne_tagger.layers`) against Lasagne 0.1's own.
+``--compare conv``: convolutions as :mod:`lasagne_tagger.conv_op` against
+Theano's ``CorrMM``.
+``--compare bias_relu``: biases and rectifiers as
+:mod:`lasagne_tagger.bias_relu_op` against Theano's graph.
 
 Compiles a forward pass and an SGD training step (learning rate 0, so the
 weights stay equal) for each, checks they compute the same outputs, and
@@ -42,6 +46,9 @@ def opts_parser():
 VARIANTS = {
     'pool': {'op': ('op', 'ours'), 'graph': ('graph', 'ours')},
     'layers': {'ours': ('auto', 'ours'), 'lasagne': ('auto', 'lasagne')},
+    'conv': {'conv_op': ('auto', 'ours'), 'corrmm': ('auto', 'corrmm')},
+    'bias_relu': {'bias_relu_op': ('auto', 'ours'),
+                  'graph': ('auto', 'graph-bias-relu')},
 }
 
 

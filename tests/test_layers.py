@@ -35,7 +35,8 @@ def _compare(make_ours, make_lasagne, shape, rtol, seed=0, scale=1.0):
 
 @pytest.mark.parametrize('filter_size,stride,pad', [
     (3, 1, 1), (7, 2, 3), (5, 1, 2), (1, 1, 0), (3, 2, (1, 0)),
-    (3, 1, 'same'), (3, 1, 'full'), (3, 1, 'valid')])
+    (3, 1, 'same'), (3, 1, 'full'), (3, 1, 'valid'), (1, 1, 'same'),
+    (1, 1, 'valid')])
 def test_conv_equals_lasagne(filter_size, stride, pad):
     kw = dict(num_filters=4, filter_size=filter_size, stride=stride, pad=pad)
     fn = _compare(lambda l: layers.Conv2DLayer(l, **kw),

@@ -1,0 +1,117 @@
+"""Our im2col + GEMM convolution ops equal Theano's CorrMM (values and
+gradients), in C (with and without OpenMP) and in their NumPy perform, and
+the layer uses them on the CPU."""
+import numpy as np
+import pytest
+
+from lasagne_tagger import layers  # first: applies compat
+
+import lasagne  # noqa: E402
+import theano  # noqa: E402
+import theano.tensor as T  # noqa: E402
+from lasagne_tagger.conv_op import (  # noqa: E402
+    CorrGemm, CorrGemmGradInputs, CorrGemmGradWeights)
+
+PY = theano.Mode(linker='py', optimizer='fast_compile')
+
+GEOMETRIES = [  # kernel, stride, pad, (N, C, M, H, W)
+    ((1, 1), (1, 1), (0, 0), (5, 7, 3, 4, 6)),    # direct: no unfolding
+    ((3, 3), (1, 1), (1, 1), (3, 4, 5, 6, 7)),
+    ((5, 5), (1, 1), (2, 2), (2, 3, 4, 5, 5)),
+    ((7, 7), (2, 2), (3, 3), (2, 3, 4, 11, 10)),  # conv1's geometry
+    ((3, 3), (2, 2), (0, 0), (3, 2, 3, 9, 8)),    # H + 2p - k odd
+    ((3, 2), (2, 1), (1, 0), (1, 2, 3, 6, 5)),    # fewer images than threads
+    ((1, 1), (2, 2), (1, 1), (2, 3, 2, 5, 4)),    # taps only in the padding
+]
+
+
+def _functions(kernel, stride, pad, dtype, openmp, flip=False):
+    x, w = T.tensor4('x', dtype), T.tensor4('w', dtype)
+    proj = T.tensor4('proj', dtype)
+
+    def outputs(y):
+        return [y] + T.grad((y * proj).sum(), [x, w])
+    ref = theano.function([x, w, proj], outputs(T.nnet.conv2d(
+        x, w, border_mode=pad, subsample=stride, filter_flip=flip)))
+    ours = outputs(CorrGemm(kernel, stride, pad, flip=flip,
+                            openmp=openmp)(x, w))
+    return (ref, theano.function([x, w, proj], ours),
+            theano.function([x, w, proj], ours, mode=PY))
+
+
+@pytest.mark.parametrize('dtype,openmp,flip', [
+    ('float32', False, False), ('float32', True, True),
+    ('float64', True, False), ('float64', False, True)])
+@pytest.mark.parametrize('kernel,stride,pad,shape', GEOMETRIES)
+def test_ops_equal_corrmm(kernel, stride, pad, shape, dtype, openmp, flip):
+    n, c, m, h, wd = shape
+    rng = np.random.RandomState(sum(shape))
+    x = rng.randn(n, c, h, wd).astype(dtype)
+    w = rng.randn(m, c, *kernel).astype(dtype)
+    ref, c_code, python = _functions(kernel, stride, pad, dtype, openmp,
+                                     flip)
+    kinds = {type(a.op).__name__ for a in c_code.maker.fgraph.apply_nodes}
+    assert {'CorrGemm', 'CorrGemmGradInputs',
+            'CorrGemmGradWeights'} <= kinds
+    # no CorrMM, and no flip in the graph (its gradient would be a scatter)
+    assert not any(k.startswith('CorrMM') or 'Subtensor' in k
+                   for k in kinds), kinds
+    out_hw = [(size + 2 * p - k) // s + 1
+              for size, p, k, s in zip((h, wd), pad, kernel, stride)]
+    proj = rng.randn(n, m, *out_hw).astype(dtype)
+    expected = ref(x, w, proj)
+    rtol = 1e-5 if dtype == 'float32' else 1e-12
+    for got in (c_code(x, w, proj), python(x, w, proj)):
+        for g, e in zip(got, expected):
+            assert g.shape == e.shape and g.dtype == e.dtype
+            np.testing.assert_allclose(g, e, rtol=rtol,
+                                       atol=rtol * np.abs(e).max())
+
+
+@pytest.mark.parametrize('flip', [False, True])
+def test_c_code_is_corrmms_bit_for_bit(flip):
+    """Same GEMMs, col2im adding in CorrMM's order: identical float32."""
+    rng = np.random.RandomState(3)
+    x = rng.randn(4, 6, 9, 9).astype('float32')
+    w = rng.randn(5, 6, 3, 3).astype('float32')
+    proj = rng.randn(4, 5, 9, 9).astype('float32')
+    ref, c_code, _ = _functions((3, 3), (1, 1), (1, 1), 'float32', True,
+                                flip)
+    for g, e in zip(c_code(x, w, proj), ref(x, w, proj)):
+        np.testing.assert_array_equal(g, e)
+
+
+def test_shape_mismatch_is_an_error():
+    x, w = T.tensor4('x'), T.tensor4('w')
+    f = theano.function([x, w], CorrGemm((3, 3), 1, 1)(x, w))
+    with pytest.raises(ValueError, match='CorrGemm: shape mismatch'):
+        f(np.zeros((2, 3, 4, 4), x.dtype), np.zeros((5, 4, 3, 3), w.dtype))
+    with pytest.raises(ValueError, match='CorrGemm: shape mismatch'):
+        f(np.zeros((2, 4, 4, 4), x.dtype), np.zeros((5, 4, 1, 1), w.dtype))
+    g = theano.function([w, x], CorrGemmGradInputs((3, 3), 1, 1)(
+        w, x, [4, 4]))
+    with pytest.raises(ValueError, match='GradInputs: shape mismatch'):
+        g(np.zeros((5, 3, 3, 3), w.dtype), np.zeros((2, 4, 4, 4), x.dtype))
+    h = theano.function([x, w], CorrGemmGradWeights((3, 3), 1, 1)(x, w))
+    with pytest.raises(ValueError, match='GradWeights: shape mismatch'):
+        h(np.zeros((2, 3, 4, 4), x.dtype), np.zeros((2, 5, 3, 3), x.dtype))
+
+
+def test_bad_geometry_is_refused():
+    with pytest.raises(ValueError, match='bad convolution'):
+        CorrGemm((0, 3))
+    with pytest.raises(ValueError, match='bad convolution'):
+        CorrGemm(3, stride=0)
+
+
+def test_layer_uses_the_op_on_cpu():
+    inp = lasagne.layers.InputLayer((None, 6, 5, 5))
+    kinds = {}
+    for size, pad in ((1, 0), (1, 'same'), (3, 1), (3, 'same')):
+        layer = layers.Conv2DLayer(inp, 4, size, pad=pad)
+        f = theano.function([inp.input_var], lasagne.layers.get_output(layer))
+        kinds[size, pad] = {type(a.op).__name__
+                            for a in f.maker.fgraph.apply_nodes}
+    for key in ((1, 0), (1, 'same'), (3, 1)):
+        assert 'CorrGemm' in kinds[key] and 'CorrMM' not in kinds[key]
+    assert 'CorrGemm' not in kinds[3, 'same']   # Lasagne's own path
