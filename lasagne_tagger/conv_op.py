@@ -15,7 +15,10 @@ input gradient folds a GEMM's result back (``col2im``) the same way.  Here:
   padding are compile-time constants.
 
 The GEMM calls are ``CorrMM``'s, with the same arguments, and ``col2im``
-adds in ``CorrMM``'s order, so the results are the same.  Like ``CorrMM``
+adds in ``CorrMM``'s order, so the results are the same.  (Unfolding in
+blocks of output rows that fit a core's L2 cache, each with its own GEMM,
+measured no faster on GoogLeNet at 512 KiB blocks and 15% slower at
+128 KiB: the smaller GEMMs lose more than the cache gains.)  Like ``CorrMM``
 with OpenMP, images are shared out among threads and BLAS runs
 single-threaded inside; the weight gradient is accumulated per thread and
 added up in thread order.
