@@ -30,11 +30,13 @@ THEANO_CHILD = r'''
 import json, sys, time
 import numpy as np
 import lasagne_tagger
-from lasagne_tagger import bundle, googlenet, imagenet, reference, tagger
+from lasagne_tagger import (allocator, bundle, googlenet, imagenet,
+                            reference, tagger)
 import theano
 cfg = json.loads(sys.argv[1])
 res = {'floatX': theano.config.floatX,
-       'blas_ldflags': theano.config.blas.ldflags}
+       'blas_ldflags': theano.config.blas.ldflags,
+       'malloc_tuning': allocator.settings()}
 # the weights the port reads too
 with bundle.open_bundle(cfg['bundle']) as r:
     cnn_w, tag_w = r.weights('cnn'), r.weights('tagger')
@@ -96,11 +98,14 @@ PORT_CHILD = r'''
 import json, sys, time
 import numpy as np
 import torch
-from lasagne_tagger import bundle
+from lasagne_tagger import allocator, bundle
 from lasagne_tagger.ports import torch_port as p
 cfg = json.loads(sys.argv[1])
+# malloc_tuning: the same glibc settings as the Theano side (importing
+# lasagne_tagger applies them)
 res = {'torch': torch.__version__, 'threads': torch.get_num_threads(),
-       'dtype': cfg['dtype'], 'device': cfg['device']}
+       'dtype': cfg['dtype'], 'device': cfg['device'],
+       'malloc_tuning': allocator.settings()}
 with bundle.open_bundle(cfg['bundle']) as r:
     cnn_w, tag_w = r.weights('cnn'), r.weights('tagger')
     max_len = r.model('tagger')['max_len']
