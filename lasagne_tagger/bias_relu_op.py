@@ -26,7 +26,7 @@ import theano.tensor as T
 from theano.gof import Apply, OpenMPOp
 from theano.gradient import grad_not_implemented
 
-from .caffe_pool_op import plane_loop
+from .caffe_pool_op import plane_loop, source_version
 
 __all__ = ['BiasReLU', 'BiasReLUGrad']
 
@@ -49,7 +49,7 @@ class _Base(OpenMPOp):
     __props__ = ()
 
     def c_code_cache_version(self):
-        return (1, self.openmp)
+        return (3, self.openmp, source_version(__file__))
 
 
 # C lines shared by both ops: contiguous x and b, checked against each other.

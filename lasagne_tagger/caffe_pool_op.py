@@ -23,12 +23,26 @@ Both have a NumPy ``perform`` (used when Theano has no C++ compiler), and the
 tests compare both implementations with the ``switch`` graph and with an
 independent NumPy Caffe.  This module imports Theano; import it lazily.
 """
+import functools
+import hashlib
+
 import numpy as np
 import theano.tensor as T
 from theano.gof import Apply, OpenMPOp
 from theano.gradient import grad_not_implemented
 
-__all__ = ['CaffeMaxPool', 'CaffeMaxPoolGrad', 'plane_loop', 'pooled_length']
+__all__ = ['CaffeMaxPool', 'CaffeMaxPoolGrad', 'plane_loop', 'pooled_length',
+           'source_version']
+
+
+@functools.lru_cache(maxsize=None)
+def source_version(path):
+    """SHA-256 (16 hex digits) of a module's source file, for its ops'
+    ``c_code_cache_version``: Theano keys compiled modules by that version
+    and not by the C code, so an edited op must never reuse a module
+    compiled from its old code.  Shared with the other op modules."""
+    with open(path, 'rb') as fh:
+        return hashlib.sha256(fh.read()).hexdigest()[:16]
 
 
 def grad_apply(op, x, g):
@@ -124,7 +138,7 @@ class _CaffePoolBase(OpenMPOp):
         return _SUPPORT
 
     def c_code_cache_version(self):
-        return (3, self.openmp)
+        return (4, self.openmp, source_version(__file__))
 
     def _window(self, out, lo, hi, size):
         """C lines setting ``[lo, hi)``, the input range of output index

@@ -40,6 +40,8 @@ from theano.gradient import grad_undefined
 from theano.tensor import blas_headers
 from theano.tensor.blas import blas_header_version, ldflags
 
+from .caffe_pool_op import source_version
+
 __all__ = ['CorrGemm', 'CorrGemmGradInputs', 'CorrGemmGradWeights']
 
 
@@ -119,7 +121,8 @@ class _CorrGemmBase(OpenMPOp):
         return ldflags(libs=False, include_dir=True)
 
     def c_code_cache_version(self):
-        return (1, self.openmp, blas_header_version())
+        return (2, self.openmp, blas_header_version(),
+                source_version(__file__))
 
     def _sub(self, node):
         """Format values: the GEMM and C type for the output's dtype, the

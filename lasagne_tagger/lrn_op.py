@@ -27,7 +27,7 @@ import theano.tensor as T
 from theano.gof import Apply, OpenMPOp
 from theano.gradient import grad_not_implemented
 
-from .caffe_pool_op import grad_apply, plane_loop
+from .caffe_pool_op import grad_apply, plane_loop, source_version
 
 __all__ = ['CaffeLRN', 'CaffeLRNGrad']
 
@@ -77,7 +77,7 @@ class _LRNBase(OpenMPOp):
                              % (n,))
 
     def c_code_cache_version(self):
-        return (2, self.openmp)
+        return (3, self.openmp, source_version(__file__))
 
     def _c_setup(self, x):
         """(C dtype name, format values, C lines filling ``S[0:HW]`` with
