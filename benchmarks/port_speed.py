@@ -184,9 +184,11 @@ def _medians(rounds):
     from the first round)."""
     out = {}
     for key, value in rounds[0].items():
-        values = sorted(r[key] for r in rounds)
-        out[key] = values[len(values) // 2] \
-            if isinstance(value, (int, float)) else value
+        if isinstance(value, (int, float)):
+            values = sorted(r[key] for r in rounds)
+            out[key] = values[len(values) // 2]
+        else:
+            out[key] = value
     return out
 
 

@@ -105,7 +105,9 @@ class _CorrGemmBase(OpenMPOp):
         return code
 
     def c_support_code_apply(self, node, name):
-        return _UNFOLD % dict(self._sub(node), name=name)
+        sub = dict(self._sub(node), name=name)
+        return _UNFOLD % dict(sub, im2col=_IM2COL % sub,
+                              col2im=_COL2IM % sub)
 
     def c_libraries(self):
         return ldflags()
@@ -193,50 +195,51 @@ static void lt_taps_%(name)s(int W, int OW, int j, int* lo, int* hi)
     if (*hi < *lo) *hi = *lo;
 }
 
-static void lt_im2col_%(name)s(const %(ctype)s* im, int C, int H, int W,
-                               int OH, int OW, %(ctype)s* col)
-{
-    for (int c = 0; c < C; ++c)
-    for (int i = 0; i < %(kh)d; ++i)
-    for (int j = 0; j < %(kw)d; ++j) {
-        int lo, hi;
-        lt_taps_%(name)s(W, OW, j, &lo, &hi);
-        %(ctype)s* out = col
-            + ((npy_intp)(c * %(kh)d + i) * %(kw)d + j) * OH * OW;
-        for (int oh = 0; oh < OH; ++oh, out += OW) {
-            const int ih = oh * %(sh)d - %(ph)d + i;
-            if (ih < 0 || ih >= H) {
-                for (int ow = 0; ow < OW; ++ow) out[ow] = 0;
-                continue;
-            }
-            const %(ctype)s* row = im + ((npy_intp)c * H + ih) * W
-                                   - %(pw)d + j;
-            for (int ow = 0; ow < lo; ++ow) out[ow] = 0;
-            for (int ow = lo; ow < hi; ++ow) out[ow] = row[ow * %(sw)d];
-            for (int ow = hi; ow < OW; ++ow) out[ow] = 0;
-        }
-    }
-}
+%(im2col)s
+%(col2im)s"""
 
-static void lt_col2im_%(name)s(const %(ctype)s* col, int C, int H, int W,
-                               int OH, int OW, %(ctype)s* im)
+def _tap_loop(signature, col, image_row, outside, inside):
+    """C function over every (channel, tap, output row) of one image: the
+    shared loop of im2col and col2im.  ``col`` and ``image_row`` declare
+    the unfolded row and the image row (``row[ow * sw]`` is the tap's input
+    at output column ``ow``), ``outside`` runs for output rows whose tap
+    row lies in the padding, ``inside`` otherwise, with ``[lo, hi)`` the
+    output columns inside the image."""
+    return r"""
+static void %s
 {
     for (int c = 0; c < C; ++c)
-    for (int i = 0; i < %(kh)d; ++i)
-    for (int j = 0; j < %(kw)d; ++j) {
+    for (int i = 0; i < %%(kh)d; ++i)
+    for (int j = 0; j < %%(kw)d; ++j) {
         int lo, hi;
-        lt_taps_%(name)s(W, OW, j, &lo, &hi);
-        const %(ctype)s* in = col
-            + ((npy_intp)(c * %(kh)d + i) * %(kw)d + j) * OH * OW;
-        for (int oh = 0; oh < OH; ++oh, in += OW) {
-            const int ih = oh * %(sh)d - %(ph)d + i;
-            if (ih < 0 || ih >= H) continue;
-            %(ctype)s* row = im + ((npy_intp)c * H + ih) * W - %(pw)d + j;
-            for (int ow = lo; ow < hi; ++ow) row[ow * %(sw)d] += in[ow];
+        lt_taps_%%(name)s(W, OW, j, &lo, &hi);
+        %s = col_
+            + ((npy_intp)(c * %%(kh)d + i) * %%(kw)d + j) * OH * OW;
+        for (int oh = 0; oh < OH; ++oh, cp += OW) {
+            const int ih = oh * %%(sh)d - %%(ph)d + i;
+            if (ih < 0 || ih >= H) { %s continue; }
+            %s = im + ((npy_intp)c * H + ih) * W - %%(pw)d + j;
+            %s
         }
     }
 }
-"""
+""" % (signature, col, outside, image_row, inside)
+
+
+_IM2COL = _tap_loop(
+    'lt_im2col_%(name)s(const %(ctype)s* im, int C, int H, int W, int OH, '
+    'int OW, %(ctype)s* col_)', '%(ctype)s* cp',
+    'const %(ctype)s* row',
+    'for (int ow = 0; ow < OW; ++ow) cp[ow] = 0;',
+    'for (int ow = 0; ow < lo; ++ow) cp[ow] = 0;\n'
+    '            for (int ow = lo; ow < hi; ++ow) cp[ow] = row[ow * %(sw)d];\n'
+    '            for (int ow = hi; ow < OW; ++ow) cp[ow] = 0;')
+# note: adds in CorrMM's col2im order (tap, row, column), same sums
+_COL2IM = _tap_loop(
+    'lt_col2im_%(name)s(const %(ctype)s* col_, int C, int H, int W, int OH, '
+    'int OW, %(ctype)s* im)', 'const %(ctype)s* cp', '%(ctype)s* row', '',
+    'for (int ow = lo; ow < hi; ++ow) row[ow * %(sw)d] += cp[ow];')
+
 
 # C lines shared by the three ops: contiguous copies of the inputs a and b
 # (released by RELEASE), then the op's shape lines (setting N, C, H, W, M,
@@ -311,6 +314,10 @@ _WEIGHTS = r'''
                               : (const %(ctype)s*)PyArray_DATA(bc);
 '''
 
+# the _c_code parts of the two ops whose GEMMs read the filters
+_WITH_WEIGHTS = dict(scratch=_WEIGHTS, scratch_missing='(%(flip)d && !wf)',
+                     scratch_free='free(wf);', after='')
+
 
 class CorrGemm(_CorrGemmBase):
     """``y = corr(x, W)``, or with ``flip`` the convolution (``W``'s taps
@@ -352,9 +359,7 @@ class CorrGemm(_CorrGemmBase):
     def c_code(self, node, name, inputs, outputs, sub):
         x, w = inputs
         return self._c_code(node, sub, dict(
-            a=x, b=w, out=outputs[0], scratch=_WEIGHTS,
-            scratch_missing='(%(flip)d && !wf)', scratch_free='free(wf);',
-            after='', name=name,
+            _WITH_WEIGHTS, a=x, b=w, out=outputs[0], name=name,
             shapes=r"""
         const npy_intp N = PyArray_DIMS(ac)[0], C = PyArray_DIMS(ac)[1];
         const npy_intp H = PyArray_DIMS(ac)[2], W = PyArray_DIMS(ac)[3];
@@ -420,9 +425,7 @@ class CorrGemmGradInputs(_CorrGemmBase):
     def c_code(self, node, name, inputs, outputs, sub):
         w, gy, shape = inputs
         return self._c_code(node, sub, dict(
-            a=gy, b=w, out=outputs[0], scratch=_WEIGHTS,
-            scratch_missing='(%(flip)d && !wf)', scratch_free='free(wf);',
-            after='', name=name,
+            _WITH_WEIGHTS, a=gy, b=w, out=outputs[0], name=name,
             shapes=r"""
         const npy_intp N = PyArray_DIMS(ac)[0], M = PyArray_DIMS(ac)[1];
         const npy_intp OH = PyArray_DIMS(ac)[2], OW = PyArray_DIMS(ac)[3];
