@@ -34,9 +34,11 @@ from lasagne_tagger import (allocator, bundle, googlenet, imagenet,
                             reference, tagger)
 import theano
 cfg = json.loads(sys.argv[1])
+# the package's malloc settings (compiling would apply them anyway), as on
+# the port's side
 res = {'floatX': theano.config.floatX,
        'blas_ldflags': theano.config.blas.ldflags,
-       'malloc_tuning': allocator.settings()}
+       'malloc_tuning': allocator.tune()}
 # the weights the port reads too
 with bundle.open_bundle(cfg['bundle']) as r:
     cnn_w, tag_w = r.weights('cnn'), r.weights('tagger')
@@ -101,11 +103,10 @@ import torch
 from lasagne_tagger import allocator, bundle
 from lasagne_tagger.ports import torch_port as p
 cfg = json.loads(sys.argv[1])
-# malloc_tuning: the same glibc settings as the Theano side (importing
-# lasagne_tagger applies them)
+# the same glibc malloc settings as the Theano side
 res = {'torch': torch.__version__, 'threads': torch.get_num_threads(),
        'dtype': cfg['dtype'], 'device': cfg['device'],
-       'malloc_tuning': allocator.settings()}
+       'malloc_tuning': allocator.tune()}
 with bundle.open_bundle(cfg['bundle']) as r:
     cnn_w, tag_w = r.weights('cnn'), r.weights('tagger')
     max_len = r.model('tagger')['max_len']

@@ -139,7 +139,8 @@ def main(argv=None):
     sys.path.insert(0, here)
     import run
     os.environ['THEANO_FLAGS'] = run.base_theano_flags()   # float32
-    import lasagne_tagger  # noqa: F401
+    from lasagne_tagger import allocator
+    allocator.tune()      # as the package's own compiled functions run
     result = measure(args.compare, args.image_size, args.width,
                      args.batches or [8, 32], args.repeats)
     from common import write_result

@@ -22,15 +22,21 @@ cost: the process keeps its peak heap until it exits; the peak itself
 barely moves (training 1.60 GB against 1.67 GB, forward 0.42 against
 0.37 GB).
 
-The package's ``__init__`` calls :func:`tune`, so importing
-``lasagne_tagger`` -- as both sides of ``benchmarks/port_speed.py`` do --
-applies it.  Nothing is changed where the C library is not glibc, where the
-user has set any ``MALLOC_*`` variable or a ``glibc.malloc`` tunable (their
-choice wins), or with ``LASAGNE_TAGGER_NO_MALLOC_TUNING`` (this alone) or
-``LASAGNE_TAGGER_NO_DEFAULTS`` (all our speed defaults) set to a non-empty
-value other than ``0``.
+The package applies :func:`tune` when it compiles a function
+(:func:`lasagne_tagger.function_cache.function`, which every training,
+extraction and decoding function goes through), not on import: a program
+that only reads bundles or checkpoints keeps glibc's behaviour.  The
+benchmarks call it explicitly for both sides of
+``benchmarks/port_speed.py``.  Nothing is changed where the C library is not
+glibc, where another allocator is preloaded (jemalloc, tcmalloc, mimalloc),
+where the user has set any ``MALLOC_*`` variable or a ``glibc.malloc``
+tunable (their choice wins), or with ``LASAGNE_TAGGER_NO_MALLOC_TUNING``
+(this alone) or ``LASAGNE_TAGGER_NO_DEFAULTS`` (all our speed defaults) set
+to a non-empty value other than ``0``.  The settings cannot be undone within
+a process.
 """
 import ctypes
+import functools
 import os
 import platform
 
@@ -44,9 +50,15 @@ SETTINGS = (('M_MMAP_MAX', _M_MMAP_MAX, 0),
             ('M_TRIM_THRESHOLD', _M_TRIM_THRESHOLD, 2 ** 31 - 1))
 
 
+# allocators that replace glibc's malloc when preloaded
+_OTHER_ALLOCATORS = ('jemalloc', 'tcmalloc', 'mimalloc')
+
+
 def _user_set(environ):
     return (any(name.startswith('MALLOC_') for name in environ)
-            or 'glibc.malloc' in environ.get('GLIBC_TUNABLES', ''))
+            or 'glibc.malloc' in environ.get('GLIBC_TUNABLES', '')
+            or any(lib in environ.get('LD_PRELOAD', '')
+                   for lib in _OTHER_ALLOCATORS))
 
 
 def settings(environ=None):
@@ -62,16 +74,20 @@ def settings(environ=None):
 
 
 def tune(environ=None):
-    """Apply :func:`settings` with ``mallopt``; safe to call any number of
-    times.  Returns the ``{name: value}`` glibc accepted."""
+    """Apply :func:`settings` with ``mallopt``, once a process (later calls
+    are free).  Returns the ``{name: value}`` glibc accepted."""
     wanted = settings(environ)
-    if not wanted:
-        return {}
+    return dict(_apply(tuple(sorted(wanted.items())))) if wanted else {}
+
+
+@functools.lru_cache(maxsize=None)
+def _apply(items):
     try:
         mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):
-        return {}
+        return ()
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     mallopt.restype = ctypes.c_int
-    return {name: value for name, number, value in SETTINGS
-            if name in wanted and mallopt(number, value) == 1}
+    numbers = {name: number for name, number, _ in SETTINGS}
+    return tuple((name, value) for name, value in items
+                 if mallopt(numbers[name], value) == 1)

@@ -14,8 +14,9 @@ recomputes ``s = x + b`` (the same rounding, so the same ``s``) and gives
 the input gradient and, in the same pass, the bias gradient, summed in
 float64 per (image, channel) plane and then over images in order.  Both
 loop over planes in parallel with OpenMP when Theano's ``openmp`` flag is
-on.  The values are Lasagne's: ``y`` is ``s`` where ``s > 0`` and ``+0``
-elsewhere (NaN stays NaN), the input gradient is
+on.  The values are Lasagne's: ``y`` is ``0.5 * (s + |s|)`` computed as
+Lasagne computes it (so ``+0`` below zero, NaN for NaN and for ``-inf``),
+the input gradient is
 ``0.5 * g + 0.5 * g * sgn(s)`` bit for bit (``g / 2`` where ``s == 0``, as
 Lasagne's), and the bias gradient is the same float64 sum in another
 order.  Both ops have a NumPy ``perform``; the tests compare them with the
@@ -26,6 +27,7 @@ import theano.tensor as T
 from theano.gof import Apply, OpenMPOp
 from theano.gradient import grad_not_implemented
 
+from . import caffe_pool_op
 from .caffe_pool_op import plane_loop, source_version
 
 __all__ = ['BiasReLU', 'BiasReLUGrad']
@@ -49,7 +51,9 @@ class _Base(OpenMPOp):
     __props__ = ()
 
     def c_code_cache_version(self):
-        return (3, self.openmp, source_version(__file__))
+        # plane_loop's C comes from caffe_pool_op: its source too
+        return (3, self.openmp, source_version(caffe_pool_op.__file__),
+                source_version(__file__))
 
 
 # C lines shared by both ops: contiguous x and b, checked against each other.
@@ -118,8 +122,9 @@ class BiasReLU(_Base):
             dtype_%(x)s* yp = yd + plane * HW;
             for (npy_intp p = 0; p < HW; ++p) {
                 const dtype_%(x)s s = xp[p] + bias;
-                /* 0.5 * (s + |s|): s above 0, +0 below, NaN stays */
-                yp[p] = s > 0 ? s : (s != s ? s : (dtype_%(x)s)0);
+                /* Lasagne's rectify, 0.5 * (s + |s|), literally: the same
+                   bits for every s, infinities and NaN included */
+                yp[p] = (dtype_%(x)s)0.5 * (s + (dtype_%(x)s)fabs(s));
             }
         """
         return (r"""

@@ -141,8 +141,13 @@ class _CorrGemmBase(OpenMPOp):
                    direct=int(self.direct), op=type(self).__name__,
                    flip=int(self.flip),
                    omp='', threads='1', tid='0', set_blas='', get_blas='0')
-        if self.openmp:
-            sub.update(omp='#pragma omp parallel for schedule(static)',
+        import theano
+        # note: without blas.ldflags Theano's sgemm_ is a NumPy fallback
+        # that calls the Python C-API, not safe from OpenMP threads: then
+        # the images run one after another.
+        if self.openmp and theano.config.blas.ldflags:
+            sub.update(omp='#pragma omp parallel for schedule(static) '
+                           'num_threads(threads)',
                        threads='omp_get_max_threads()',
                        tid='omp_get_thread_num()')
             if self._blas_type() == 'openblas':
@@ -159,7 +164,8 @@ class _CorrGemmBase(OpenMPOp):
         the loop and the per-thread scratch the loop needs."""
         s = dict(self._sub(node), fail=sub['fail'], **parts)
         s['mismatch'] = ('{ PyErr_SetString(PyExc_ValueError, "%s: shape '
-                         'mismatch"); RELEASE %s; }' % (s['op'], sub['fail']))
+                         'mismatch"); LT_RELEASE %s; }'
+                         % (s['op'], sub['fail']))
         s.update((k, parts[k] % s) for k in ('scratch', 'scratch_missing',
                                               'scratch_free', 'body'))
         return (_PROLOGUE + parts['shapes'] + _OUTPUT + _LOOP
@@ -242,15 +248,15 @@ _COL2IM = _tap_loop(
 
 
 # C lines shared by the three ops: contiguous copies of the inputs a and b
-# (released by RELEASE), then the op's shape lines (setting N, C, H, W, M,
-# OH, OW and dims, the output shape), then the output.
+# (released by LT_RELEASE), then the op's shape lines (setting N, C, H, W,
+# M, OH, OW and dims, the output shape), then the output.
 _PROLOGUE = r"""
         {
         PyArrayObject* ac = PyArray_GETCONTIGUOUS(%(a)s);
         if (!ac) { %(fail)s; }
         PyArrayObject* bc = PyArray_GETCONTIGUOUS(%(b)s);
         if (!bc) { Py_DECREF(ac); %(fail)s; }
-        #define RELEASE Py_DECREF(ac); Py_DECREF(bc);
+        #define LT_RELEASE Py_DECREF(ac); Py_DECREF(bc);
 """
 _OUTPUT = r"""
         if (OH < 1 || OW < 1) %(mismatch)s
@@ -262,7 +268,7 @@ _OUTPUT = r"""
             Py_XDECREF(%(out)s);
             %(out)s = (PyArrayObject*)PyArray_EMPTY(4, dims,
                                                     PyArray_TYPE(ac), 0);
-            if (!%(out)s) { RELEASE %(fail)s; }
+            if (!%(out)s) { LT_RELEASE %(fail)s; }
         }
         const npy_intp K = C * %(kh)d * %(kw)d, P = OH * OW;
         int Ki = (int)K, Mi = (int)M, Pi = (int)P;
@@ -277,7 +283,7 @@ _OUTPUT = r"""
             sizeof(%(ctype)s) * ((size_t)threads * K * P + 1));
         %(scratch)s
         if ((!%(direct)d && !col) || %(scratch_missing)s) {
-            free(col); %(scratch_free)s RELEASE
+            free(col); %(scratch_free)s LT_RELEASE
             PyErr_NoMemory();
             %(fail)s;
         }
@@ -293,13 +299,15 @@ _LOOP = r"""
                 %(body)s
             }
             %(set_blas)s(saved_blas_threads);
+        } else {
+            PyArray_FILLWBYTE(%(out)s, 0);   /* empty sums */
         }
 """
 _EPILOGUE = r"""
         free(col);
         %(scratch_free)s
-        RELEASE
-        #undef RELEASE
+        LT_RELEASE
+        #undef LT_RELEASE
         }
 """
 
@@ -366,6 +374,7 @@ class CorrGemm(_CorrGemmBase):
         const npy_intp M = PyArray_DIMS(bc)[0];
         if (PyArray_DIMS(bc)[1] != C || PyArray_DIMS(bc)[2] != %(kh)d
                 || PyArray_DIMS(bc)[3] != %(kw)d) %(mismatch)s
+        if (H + 2 * %(ph)d < %(kh)d || W + 2 * %(pw)d < %(kw)d) %(mismatch)s
         const npy_intp OH = (H + 2 * %(ph)d - %(kh)d) / %(sh)d + 1;
         const npy_intp OW = (W + 2 * %(pw)d - %(kw)d) / %(sw)d + 1;
         npy_intp dims[4] = {N, M, OH, OW};
@@ -435,6 +444,7 @@ class CorrGemmGradInputs(_CorrGemmBase):
         const npy_intp W = *(npy_int64*)PyArray_GETPTR1(%(shape)s, 1);
         if (PyArray_DIMS(bc)[0] != M || PyArray_DIMS(bc)[2] != %(kh)d
                 || PyArray_DIMS(bc)[3] != %(kw)d || H < 1 || W < 1
+                || H + 2 * %(ph)d < %(kh)d || W + 2 * %(pw)d < %(kw)d
                 || (H + 2 * %(ph)d - %(kh)d) / %(sh)d + 1 != OH
                 || (W + 2 * %(pw)d - %(kw)d) / %(sw)d + 1 != OW) %(mismatch)s
         npy_intp dims[4] = {N, C, H, W};
@@ -496,6 +506,7 @@ class CorrGemmGradWeights(_CorrGemmBase):
         const npy_intp N = PyArray_DIMS(ac)[0], C = PyArray_DIMS(ac)[1];
         const npy_intp H = PyArray_DIMS(ac)[2], W = PyArray_DIMS(ac)[3];
         const npy_intp M = PyArray_DIMS(bc)[1];
+        if (H + 2 * %(ph)d < %(kh)d || W + 2 * %(pw)d < %(kw)d) %(mismatch)s
         const npy_intp OH = (H + 2 * %(ph)d - %(kh)d) / %(sh)d + 1;
         const npy_intp OW = (W + 2 * %(pw)d - %(kw)d) / %(sw)d + 1;
         if (PyArray_DIMS(bc)[0] != N || PyArray_DIMS(bc)[2] != OH

@@ -47,6 +47,8 @@ import pickle
 import sys
 import warnings
 
+from . import allocator
+
 __all__ = ['function', 'graph_key', 'cache_dir', 'DISABLE_ENV']
 
 DISABLE_ENV = 'LASAGNE_TAGGER_NO_FUNCTION_CACHE'
@@ -400,8 +402,14 @@ def function(inputs, outputs, updates=None, **options):
     -------
     theano.compile.Function
         With the attribute ``from_cache`` (bool) telling which way it came.
+
+    Notes
+    -----
+    Applies :func:`lasagne_tagger.allocator.tune` first: the package's
+    ``malloc`` settings take effect once it compiles a function.
     """
     import theano
+    allocator.tune()
     pairs = list(updates.items() if hasattr(updates, 'items')
                  else updates or [])
     single = not isinstance(outputs, (list, tuple))

@@ -27,6 +27,7 @@ import theano.tensor as T
 from theano.gof import Apply, OpenMPOp
 from theano.gradient import grad_not_implemented
 
+from . import caffe_pool_op
 from .caffe_pool_op import grad_apply, plane_loop, source_version
 
 __all__ = ['CaffeLRN', 'CaffeLRNGrad']
@@ -77,7 +78,9 @@ class _LRNBase(OpenMPOp):
                              % (n,))
 
     def c_code_cache_version(self):
-        return (3, self.openmp, source_version(__file__))
+        # plane_loop's C comes from caffe_pool_op: its source too
+        return (3, self.openmp, source_version(caffe_pool_op.__file__),
+                source_version(__file__))
 
     def _c_setup(self, x):
         """(C dtype name, format values, C lines filling ``S[0:HW]`` with

@@ -20,6 +20,8 @@ def _data(dtype, shape=(3, 5, 4, 7), seed=0):
     b = rng.randn(shape[1]).astype(dtype)
     x[0, :, 0, :3] = -b[:, None]          # pre-activation exactly 0
     x[1, 2, 1, 1] = np.nan
+    x[2, 1, 0, 0] = -np.inf                # Lasagne's rectify gives NaN
+    x[2, 1, 0, 1] = np.finfo(dtype).max    # ... and inf: s + s overflows
     g = rng.randn(*shape).astype(dtype)
     return x, b, g
 
@@ -49,9 +51,11 @@ def test_op_equals_lasagne(dtype, openmp):
     for got in (c_code(*data), python(*data)):
         y, gx, gb = got
         np.testing.assert_array_equal(y, expected[0])
+        assert np.isnan(y[2, 1, 0, 0]) and np.isinf(y[2, 1, 0, 1])
         assert not np.signbit(y[y == 0]).any()     # +0, as Lasagne's
         np.testing.assert_array_equal(gx, expected[1])
-        # the NaN reaches its channel's bias gradient; the rest to rounding
+        # the NaN reaches its channel's bias gradient (an infinite s does
+        # not: its gradient is 0 or g); the rest to rounding
         assert np.isnan(gb[2]) and np.isnan(expected[2][2])
         keep = ~np.isnan(expected[2])
         np.testing.assert_allclose(gb[keep], expected[2][keep], rtol=rtol,

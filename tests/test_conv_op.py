@@ -22,6 +22,7 @@ GEOMETRIES = [  # kernel, stride, pad, (N, C, M, H, W)
     ((3, 3), (2, 2), (0, 0), (3, 2, 3, 9, 8)),    # H + 2p - k odd
     ((3, 2), (2, 1), (1, 0), (1, 2, 3, 6, 5)),    # fewer images than threads
     ((1, 1), (2, 2), (1, 1), (2, 3, 2, 5, 4)),    # taps only in the padding
+    ((3, 3), (1, 1), (1, 1), (0, 2, 3, 4, 4)),    # no images: zero gradient
 ]
 
 
@@ -64,8 +65,8 @@ def test_ops_equal_corrmm(kernel, stride, pad, shape, dtype, openmp, flip):
     for got in (c_code(x, w, proj), python(x, w, proj)):
         for g, e in zip(got, expected):
             assert g.shape == e.shape and g.dtype == e.dtype
-            np.testing.assert_allclose(g, e, rtol=rtol,
-                                       atol=rtol * np.abs(e).max())
+            np.testing.assert_allclose(
+                g, e, rtol=rtol, atol=rtol * np.abs(e).max(initial=0))
 
 
 @pytest.mark.parametrize('flip', [False, True])
@@ -88,6 +89,11 @@ def test_shape_mismatch_is_an_error():
         f(np.zeros((2, 3, 4, 4), x.dtype), np.zeros((5, 4, 3, 3), w.dtype))
     with pytest.raises(ValueError, match='CorrGemm: shape mismatch'):
         f(np.zeros((2, 4, 4, 4), x.dtype), np.zeros((5, 4, 1, 1), w.dtype))
+    # an image smaller than the filter: no output (not C's truncated 1 row)
+    small = theano.function([x, w], CorrGemm((3, 3), 2, 0)(x, w))
+    with pytest.raises(ValueError, match='CorrGemm: shape mismatch'):
+        small(np.zeros((1, 1, 2, 5), x.dtype),
+              np.zeros((1, 1, 3, 3), w.dtype))
     g = theano.function([w, x], CorrGemmGradInputs((3, 3), 1, 1)(
         w, x, [4, 4]))
     with pytest.raises(ValueError, match='GradInputs: shape mismatch'):
