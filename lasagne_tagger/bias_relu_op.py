@@ -27,8 +27,7 @@ import theano.tensor as T
 from theano.gof import Apply, OpenMPOp
 from theano.gradient import grad_not_implemented
 
-from . import caffe_pool_op
-from .caffe_pool_op import plane_loop, source_version
+from .c_support import alloc_output, cache_version, plane_loop
 
 __all__ = ['BiasReLU', 'BiasReLUGrad']
 
@@ -51,9 +50,7 @@ class _Base(OpenMPOp):
     __props__ = ()
 
     def c_code_cache_version(self):
-        # plane_loop's C comes from caffe_pool_op: its source too
-        return (3, self.openmp, source_version(caffe_pool_op.__file__),
-                source_version(__file__))
+        return cache_version(4, self, __file__)
 
 
 # C lines shared by both ops: contiguous x and b, checked against each other.
@@ -73,22 +70,6 @@ _INPUTS = r"""
         const dtype_%(x)s* xd = (const dtype_%(x)s*)PyArray_DATA(xc);
         const dtype_%(x)s* bd = (const dtype_%(x)s*)PyArray_DATA(bc);
 """
-
-
-def _alloc(out, nd, dims, cleanup, fail):
-    """C lines making ``out`` a C-contiguous array of ``nd`` dims ``dims``
-    (a C array name) in xc's dtype, reused when it already is one."""
-    same = ' || '.join('PyArray_DIMS(%s)[%d] != %s[%d]' % (out, i, dims, i)
-                       for i in range(nd))
-    return r"""
-        if (!%(out)s || !PyArray_IS_C_CONTIGUOUS(%(out)s) || %(same)s) {
-            Py_XDECREF(%(out)s);
-            %(out)s = (PyArrayObject*)PyArray_EMPTY(%(nd)d, %(dims)s,
-                                                    PyArray_TYPE(xc), 0);
-            if (!%(out)s) { %(cleanup)s %(fail)s; }
-        }
-    """ % dict(out=out, nd=nd, dims=dims, same=same, cleanup=cleanup,
-               fail=fail)
 
 
 class BiasReLU(_Base):
@@ -129,8 +110,9 @@ class BiasReLU(_Base):
         """
         return (r"""
         {
-        """ + _INPUTS + _alloc(y, 4, 'PyArray_DIMS(xc)',
-                               'Py_DECREF(xc); Py_DECREF(bc);', '%(fail)s')
+        """ + _INPUTS + alloc_output(y, 4, 'PyArray_DIMS(xc)', 'xc',
+                                     'Py_DECREF(xc); Py_DECREF(bc);',
+                                     '%(fail)s')
             + r"""
         dtype_%(x)s* yd = (dtype_%(x)s*)PyArray_DATA(%(y)s);
         int failed = 0;
@@ -174,6 +156,7 @@ class BiasReLUGrad(_Base):
     def c_code(self, node, name, inputs, outputs, sub):
         x, b, gy = inputs
         gx, gb = outputs
+        release = 'Py_DECREF(xc); Py_DECREF(bc); Py_DECREF(gc);'
         body = r"""
             const npy_intp c = plane %% C;
             const dtype_%(x)s bias = bd[c];
@@ -203,12 +186,10 @@ class BiasReLUGrad(_Base):
             Py_DECREF(xc); Py_DECREF(bc); Py_DECREF(gc);
             %(fail)s;
         }
-        """ + _alloc(gx, 4, 'PyArray_DIMS(xc)',
-                     'Py_DECREF(xc); Py_DECREF(bc); Py_DECREF(gc);',
-                     '%(fail)s')
-            + _alloc(gb, 1, 'PyArray_DIMS(bc)',
-                     'Py_DECREF(xc); Py_DECREF(bc); Py_DECREF(gc);',
-                     '%(fail)s') + r"""
+        """ + alloc_output(gx, 4, 'PyArray_DIMS(xc)', 'xc', release,
+                           '%(fail)s')
+            + alloc_output(gb, 1, 'PyArray_DIMS(bc)', 'xc', release,
+                           '%(fail)s') + r"""
         const dtype_%(x)s* gd = (const dtype_%(x)s*)PyArray_DATA(gc);
         dtype_%(x)s* od = (dtype_%(x)s*)PyArray_DATA(%(gx)s);
         dtype_%(x)s* bo = (dtype_%(x)s*)PyArray_DATA(%(gb)s);

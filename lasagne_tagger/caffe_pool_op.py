@@ -23,76 +23,14 @@ Both have a NumPy ``perform`` (used when Theano has no C++ compiler), and the
 tests compare both implementations with the ``switch`` graph and with an
 independent NumPy Caffe.  This module imports Theano; import it lazily.
 """
-import functools
-import hashlib
-
 import numpy as np
 import theano.tensor as T
 from theano.gof import Apply, OpenMPOp
 from theano.gradient import grad_not_implemented
 
-__all__ = ['CaffeMaxPool', 'CaffeMaxPoolGrad', 'plane_loop', 'pooled_length',
-           'source_version']
+from .c_support import alloc_output, cache_version, grad_apply, plane_loop
 
-
-@functools.lru_cache(maxsize=None)
-def source_version(path):
-    """SHA-256 (16 hex digits) of a module's source file, for its ops'
-    ``c_code_cache_version``: Theano keys compiled modules by that version
-    and not by the C code, so an edited op must never reuse a module
-    compiled from its old code.  Shared with the other op modules."""
-    with open(path, 'rb') as fh:
-        return hashlib.sha256(fh.read()).hexdigest()[:16]
-
-
-def grad_apply(op, x, g):
-    """The Apply node of a 4D gradient op ``op(x, g) -> gx`` (``g`` cast to
-    ``x``'s dtype); shared with :mod:`lasagne_tagger.lrn_op`."""
-    x = T.as_tensor_variable(x)
-    g = T.as_tensor_variable(g)
-    if x.ndim != 4 or g.ndim != 4:
-        raise TypeError('%s needs 4D tensors' % type(op).__name__)
-    if g.dtype != x.dtype:
-        g = T.cast(g, x.dtype)
-    return Apply(op, [x, g], [x.type()])
-
-
-def plane_loop(openmp, scratch, body):
-    """C lines running ``body`` for each (image, channel) ``plane`` in
-    ``[0, N * C)``, in parallel with OpenMP when ``openmp``.  ``scratch``
-    lists ``(C type, name, element count)`` buffers that ``body`` may use,
-    allocated once per thread rather than once per plane; if one cannot be
-    allocated, the int ``failed`` (declared by the caller) is set to 1 and
-    that thread's planes are skipped.  Shared with
-    :mod:`lasagne_tagger.lrn_op`."""
-    if not scratch:
-        return r"""
-        %(for_)s
-        for (npy_intp plane = 0; plane < N * C; ++plane) {
-            %(body)s
-        }
-""" % dict(for_='#pragma omp parallel for schedule(static)' if openmp
-           else '', body=body)
-    ok = ' && '.join(name for _, name, _ in scratch) or '1'
-    return r"""
-        %(parallel)s
-        {
-        %(alloc)s
-        if (!(%(ok)s)) failed = 1;
-        %(for_)s
-        for (npy_intp plane = 0; plane < N * C; ++plane) {
-            if (!(%(ok)s)) continue;
-            %(body)s
-        }
-        %(free)s
-        }
-""" % dict(parallel='#pragma omp parallel' if openmp else '',
-           for_='#pragma omp for schedule(static)' if openmp else '',
-           ok=ok, body=body,
-           alloc=''.join('%s* %s = (%s*)malloc(sizeof(%s) * (%s));\n'
-                         % (t, name, t, t, count)
-                         for t, name, count in scratch),
-           free=''.join('free(%s);\n' % name for _, name, _ in scratch))
+__all__ = ['CaffeMaxPool', 'CaffeMaxPoolGrad', 'pooled_length']
 
 
 def pooled_length(size, pool, stride, pad):
@@ -138,7 +76,7 @@ class _CaffePoolBase(OpenMPOp):
         return _SUPPORT
 
     def c_code_cache_version(self):
-        return (4, self.openmp, source_version(__file__))
+        return cache_version(5, self, __file__)
 
     def _window(self, out, lo, hi, size):
         """C lines setting ``[lo, hi)``, the input range of output index
@@ -299,17 +237,8 @@ class CaffeMaxPool(_CaffePoolBase):
         const npy_intp H = PyArray_DIMS(xc)[2], W = PyArray_DIMS(xc)[3];
         const npy_intp OH = lt_caffe_pool_len(H, %(k)d, %(s)d, %(p)d);
         const npy_intp OW = lt_caffe_pool_len(W, %(k)d, %(s)d, %(p)d);
-        if (!%(z)s || !PyArray_IS_C_CONTIGUOUS(%(z)s)
-                || PyArray_DIMS(%(z)s)[0] != N || PyArray_DIMS(%(z)s)[1] != C
-                || PyArray_DIMS(%(z)s)[2] != OH
-                || PyArray_DIMS(%(z)s)[3] != OW) {
-            Py_XDECREF(%(z)s);
-            npy_intp dims[4] = {N, C, OH, OW};
-            %(z)s = (PyArrayObject*)PyArray_EMPTY(4, dims,
-                                                  PyArray_TYPE(xc), 0);
-            if (!%(z)s) { Py_DECREF(xc); %(fail)s; }
-        }
-        const dtype_%(x)s* xd = (const dtype_%(x)s*)PyArray_DATA(xc);
+        npy_intp dims[4] = {N, C, OH, OW};
+%(alloc)s        const dtype_%(x)s* xd = (const dtype_%(x)s*)PyArray_DATA(xc);
         dtype_%(z)s* zd = (dtype_%(z)s*)PyArray_DATA(%(z)s);
         /* The max does not depend on which element is the first maximum,
            so the forward pass is separable: a max over each window's
@@ -326,7 +255,9 @@ class CaffeMaxPool(_CaffePoolBase):
         }
         """ % dict(x=x, z=z, fail=sub['fail'], k=self.pool, s=self.stride,
                    p=self.pad,
-                   loop=loop % dict(x=x, z=z, rows=rows, windows=windows))
+                   loop=loop % dict(x=x, z=z, rows=rows, windows=windows),
+                   alloc=alloc_output(z, 4, 'dims', 'xc', 'Py_DECREF(xc);',
+                                      sub['fail']))
 
 
 class CaffeMaxPoolGrad(_CaffePoolBase):
@@ -385,14 +316,7 @@ class CaffeMaxPoolGrad(_CaffePoolBase):
             Py_DECREF(xc); Py_DECREF(gc);
             %(fail)s;
         }
-        if (!%(gx)s || !PyArray_IS_C_CONTIGUOUS(%(gx)s)
-                || !PyArray_SAMESHAPE(%(gx)s, xc)) {
-            Py_XDECREF(%(gx)s);
-            %(gx)s = (PyArrayObject*)PyArray_EMPTY(4, PyArray_DIMS(xc),
-                                                   PyArray_TYPE(xc), 0);
-            if (!%(gx)s) { Py_DECREF(xc); Py_DECREF(gc); %(fail)s; }
-        }
-        const dtype_%(x)s* xd = (const dtype_%(x)s*)PyArray_DATA(xc);
+%(alloc)s        const dtype_%(x)s* xd = (const dtype_%(x)s*)PyArray_DATA(xc);
         const dtype_%(gz)s* gd = (const dtype_%(gz)s*)PyArray_DATA(gc);
         dtype_%(gx)s* od = (dtype_%(gx)s*)PyArray_DATA(%(gx)s);
         int failed = 0;   /* set by plane_loop; no scratch here */
@@ -405,4 +329,7 @@ class CaffeMaxPoolGrad(_CaffePoolBase):
         Py_DECREF(gc);
         }
         """ % dict(x=x, gz=gz, gx=gx, fail=sub['fail'], k=self.pool,
-                   s=self.stride, p=self.pad, loop=loop)
+                   s=self.stride, p=self.pad, loop=loop,
+                   alloc=alloc_output(gx, 4, 'PyArray_DIMS(xc)', 'xc',
+                                      'Py_DECREF(xc); Py_DECREF(gc);',
+                                      sub['fail']))

@@ -40,7 +40,7 @@ from theano.gradient import grad_undefined
 from theano.tensor import blas_headers
 from theano.tensor.blas import blas_header_version, ldflags
 
-from .caffe_pool_op import source_version
+from .c_support import alloc_output, cache_version
 
 __all__ = ['CorrGemm', 'CorrGemmGradInputs', 'CorrGemmGradWeights']
 
@@ -123,8 +123,7 @@ class _CorrGemmBase(OpenMPOp):
         return ldflags(libs=False, include_dir=True)
 
     def c_code_cache_version(self):
-        return (2, self.openmp, blas_header_version(),
-                source_version(__file__))
+        return cache_version(3, self, __file__, blas_header_version())
 
     def _sub(self, node):
         """Format values: the GEMM and C type for the output's dtype, the
@@ -260,16 +259,8 @@ _PROLOGUE = r"""
 """
 _OUTPUT = r"""
         if (OH < 1 || OW < 1) %(mismatch)s
-        if (!%(out)s || !PyArray_IS_C_CONTIGUOUS(%(out)s)
-                || PyArray_DIMS(%(out)s)[0] != dims[0]
-                || PyArray_DIMS(%(out)s)[1] != dims[1]
-                || PyArray_DIMS(%(out)s)[2] != dims[2]
-                || PyArray_DIMS(%(out)s)[3] != dims[3]) {
-            Py_XDECREF(%(out)s);
-            %(out)s = (PyArrayObject*)PyArray_EMPTY(4, dims,
-                                                    PyArray_TYPE(ac), 0);
-            if (!%(out)s) { LT_RELEASE %(fail)s; }
-        }
+""" + alloc_output('%(out)s', 4, 'dims', 'ac', 'LT_RELEASE', '%(fail)s') \
+    + r"""
         const npy_intp K = C * %(kh)d * %(kw)d, P = OH * OW;
         int Ki = (int)K, Mi = (int)M, Pi = (int)P;
         char NT = 'N', TR = 'T';

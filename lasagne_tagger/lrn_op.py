@@ -27,8 +27,7 @@ import theano.tensor as T
 from theano.gof import Apply, OpenMPOp
 from theano.gradient import grad_not_implemented
 
-from . import caffe_pool_op
-from .caffe_pool_op import grad_apply, plane_loop, source_version
+from .c_support import alloc_output, cache_version, grad_apply, plane_loop
 
 __all__ = ['CaffeLRN', 'CaffeLRNGrad']
 
@@ -52,20 +51,6 @@ def _power(s, beta):
     return s ** s.dtype.type(beta)
 
 
-def _alloc_like_x(out, cleanup, fail):
-    """C lines making output ``out`` a C-contiguous array shaped like the
-    contiguous input ``xc`` (reused when it already is one)."""
-    return r"""
-        if (!%(out)s || !PyArray_IS_C_CONTIGUOUS(%(out)s)
-                || !PyArray_SAMESHAPE(%(out)s, xc)) {
-            Py_XDECREF(%(out)s);
-            %(out)s = (PyArrayObject*)PyArray_EMPTY(4, PyArray_DIMS(xc),
-                                                    PyArray_TYPE(xc), 0);
-            if (!%(out)s) { %(cleanup)s %(fail)s; }
-        }
-    """ % dict(out=out, cleanup=cleanup, fail=fail)
-
-
 class _LRNBase(OpenMPOp):
     __props__ = ('alpha', 'k', 'beta', 'n')
 
@@ -78,9 +63,7 @@ class _LRNBase(OpenMPOp):
                              % (n,))
 
     def c_code_cache_version(self):
-        # plane_loop's C comes from caffe_pool_op: its source too
-        return (3, self.openmp, source_version(caffe_pool_op.__file__),
-                source_version(__file__))
+        return cache_version(4, self, __file__)
 
     def _c_setup(self, x):
         """(C dtype name, format values, C lines filling ``S[0:HW]`` with
@@ -170,7 +153,8 @@ class CaffeLRN(_LRNBase):
         }
         """ % dict(parts, x=x, y=y, dtype=dtype, scale=scale,
                    fail=sub['fail'],
-                   alloc=_alloc_like_x(y, 'Py_DECREF(xc);', sub['fail']))
+                   alloc=alloc_output(y, 4, 'PyArray_DIMS(xc)', 'xc',
+                                      'Py_DECREF(xc);', sub['fail']))
 
 
 # pass 2 of CaffeLRNGrad, one plane (w: plane_loop's per-thread scratch)
@@ -278,5 +262,6 @@ class CaffeLRNGrad(_LRNBase):
         }
         """ % dict(parts, x=x, gy=gy, gx=gx, dtype=dtype, scale=scale,
                    pass2=pass2,
-                   fail=sub['fail'], alloc=_alloc_like_x(
-                       gx, 'Py_DECREF(xc); Py_DECREF(gc);', sub['fail']))
+                   fail=sub['fail'], alloc=alloc_output(
+                       gx, 4, 'PyArray_DIMS(xc)', 'xc',
+                       'Py_DECREF(xc); Py_DECREF(gc);', sub['fail']))

@@ -9,7 +9,7 @@ from lasagne_tagger import layers  # noqa: F401  (first: applies compat)
 
 from lasagne_tagger import (  # noqa: E402
     bias_relu_op, caffe_pool_op, conv_op, lrn_op)
-from lasagne_tagger.caffe_pool_op import source_version  # noqa: E402
+from lasagne_tagger.c_support import source_version  # noqa: E402
 
 OPS = [caffe_pool_op.CaffeMaxPool(3, 2, 0),
        caffe_pool_op.CaffeMaxPoolGrad(3, 1, 1),
