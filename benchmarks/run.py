@@ -71,10 +71,23 @@ def select_layers(which):
     ``CorrMM`` convolutions instead of :mod:`lasagne_tagger.conv_op`;
     ``'graph-bias-relu'``: ours with
     Theano's bias addition and rectifier instead of
-    :mod:`lasagne_tagger.bias_relu_op`."""
+    :mod:`lasagne_tagger.bias_relu_op`; ``'join'``: ours with Lasagne's
+    ``ConcatLayer`` (a ``BiasReLU`` per branch and Theano's ``Join``);
+    ``'unblocked'``: ours with every image unfolded whole
+    (``conv_op.UNFOLD_BYTES = None``)."""
     if which == 'ours':
         return
     from lasagne_tagger import layers
+    if which == 'unblocked':
+        from lasagne_tagger import conv_op
+        conv_op.UNFOLD_BYTES = None
+        return
+    if which == 'join':
+        def lasagne_concat():
+            import lasagne
+            return lasagne.layers.ConcatLayer
+        layers._concat_class = lasagne_concat
+        return
     # ours with one CPU op switched off: (name, the method deciding it)
     without = {'corrmm': '_gemm_pad', 'graph-bias-relu': '_fused_bias_relu'}
     if which in without:
@@ -83,7 +96,8 @@ def select_layers(which):
         layers._conv_class = lambda: conv
         return
     if which != 'lasagne':
-        raise SystemExit('BENCHMARK_LAYERS must be one of ours, lasagne, %s;'
+        raise SystemExit('BENCHMARK_LAYERS must be one of ours, lasagne, '
+                         'join, unblocked, %s;'
                          ' got %r' % (', '.join(without), which))
 
     def lasagne_conv():

@@ -8,6 +8,11 @@
 Theano's ``CorrMM``.
 ``--compare bias_relu``: biases and rectifiers as
 :mod:`lasagne_tagger.bias_relu_op` against Theano's graph.
+``--compare unfold``: large images unfolded in blocks of rows
+(:data:`lasagne_tagger.conv_op.UNFOLD_BYTES`) against whole.
+``--compare concat``: inception outputs rectified straight into the
+concatenation (:func:`lasagne_tagger.layers.ConcatLayer`) against a
+``BiasReLU`` per branch and Theano's ``Join``.
 
 Compiles a forward pass and an SGD training step (learning rate 0, so the
 weights stay equal) for each, checks they compute the same outputs, and
@@ -49,6 +54,8 @@ VARIANTS = {
     'conv': {'conv_op': ('auto', 'ours'), 'corrmm': ('auto', 'corrmm')},
     'bias_relu': {'bias_relu_op': ('auto', 'ours'),
                   'graph': ('auto', 'graph-bias-relu')},
+    'concat': {'fused': ('auto', 'ours'), 'join': ('auto', 'join')},
+    'unfold': {'blocks': ('auto', 'ours'), 'whole': ('auto', 'unblocked')},
 }
 
 
@@ -60,21 +67,25 @@ def _compile(variant, image_size, width):
     import run
     from lasagne_tagger import googlenet, layers
     pool_impl, which_layers = variant
-    saved = layers._conv_class, layers._lrn_class
+    from lasagne_tagger import conv_op
+    saved = layers._conv_class, layers._lrn_class, layers._concat_class
+    unfold_bytes = conv_op.UNFOLD_BYTES
     try:
         run.select_layers(which_layers)
         x, y = T.tensor4('x'), T.ivector('y')
         net = googlenet.build_model(x, image_size=image_size, width=width,
                                     num_classes=10, pool_impl=pool_impl)
+        # get_output builds the ops (unfold_bytes is read there)
+        lasagne.random.get_rng().seed(1)
+        params = lasagne.layers.get_all_params(net['prob'], trainable=True)
+        rng = np.random.RandomState(0)
+        for p in params:                    # the same weights for both
+            v = p.get_value()
+            p.set_value((rng.randn(*v.shape) * 0.05).astype(v.dtype))
+        prob = lasagne.layers.get_output(net['prob'])
     finally:
-        layers._conv_class, layers._lrn_class = saved
-    lasagne.random.get_rng().seed(1)
-    params = lasagne.layers.get_all_params(net['prob'], trainable=True)
-    rng = np.random.RandomState(0)
-    for p in params:                    # the same weights for both
-        v = p.get_value()
-        p.set_value((rng.randn(*v.shape) * 0.05).astype(v.dtype))
-    prob = lasagne.layers.get_output(net['prob'])
+        layers._conv_class, layers._lrn_class, layers._concat_class = saved
+        conv_op.UNFOLD_BYTES = unfold_bytes
     loss = T.nnet.categorical_crossentropy(prob, y).mean()
     t = time.perf_counter()
     forward = theano.function([x], prob)

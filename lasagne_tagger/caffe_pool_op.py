@@ -68,6 +68,11 @@ class _CaffePoolBase(OpenMPOp):
         return tuple(_int_len(v, self.pool, self.stride, self.pad)
                      for v in (h, w))
 
+    def _same(self):
+        """Stride 1 and ``2 * pad == pool - 1``: output planes the input's
+        shape, pooled by :func:`_same_plane`."""
+        return self.stride == 1 and 2 * self.pad == self.pool - 1
+
     def _row_windows(self):
         """C lines setting ``[hs, he)``, output row ``oh``'s input rows."""
         return self._window('oh', 'hs', 'he', 'H')
@@ -151,7 +156,105 @@ def _first_max_offsets(x, pool, stride, pad, oh, ow):
     return best, index
 
 
+def _same_plane(track):
+    """C lines for one plane of "same" pooling: stride 1 and
+    ``2 * pad == pool - 1`` (GoogLeNet's inception pools), where output and
+    input planes have the same shape, so output element ``i`` of the
+    flattened plane reads input elements ``i - p + j`` (row pass, into
+    ``rm``) and ``i + (r - p) * W`` (column pass).  Each pass is one flat
+    loop over the plane, vectorized even for 7x7 planes, then redone,
+    clipped, where a window crosses a row's (or the plane's) edge.  The
+    comparisons run in the general path's order (ascending column, then
+    ascending row, strict ``>``), so ties, signed zeros and NaN give the
+    same result.  ``track``: also the flat index of each window's first
+    maximum (``ra`` for the rows, ``oa`` for the windows; -1 when nothing
+    beats ``-inf``), for the gradient; otherwise the maxima go to ``zp``.
+    The first maximum of a window is the first maximum of the first row
+    whose own maximum is the window's, so the two passes find it too."""
+    if track:
+        take = ('{ const int t_ = v > m; a = t_ ? (%s) : a; '
+                'm = t_ ? v : m; }')
+        start = 'dtype_%(x)s m = -INFINITY; npy_intp a = -1;'
+        row_out, win_out = 'rm[%s] = m; ra[%s] = a;', 'oa[%s] = a;'
+    else:
+        take = '{ (void)(%s); m = v > m ? v : m; }'
+        start = 'dtype_%(x)s m = -INFINITY;'
+        row_out, win_out = 'rm[%s] = m; (void)(%s);', 'zp[%s] = m;'
+    return _SAME_PASSES % dict(
+        start=start, take_row=take % 'i - %(p)d + j', take_q=take % 'q',
+        take_col=take % ('ra[q]' if track else 'q'),
+        row_i=row_out % ('i', 'i'),
+        row_rc=row_out % ('r * W + c', 'r * W + c'),
+        win_i=win_out % 'i', win_oc=win_out % '(oh * W + c)')
+
+
+_SAME_PASSES = r"""
+            const dtype_%%(x)s* xp = xd + plane * H * W;
+            const npy_intp HW = H * W;
+            for (npy_intp i = %%(p)d; i < HW - %%(p)d; ++i) {
+                %(start)s
+                for (int j = 0; j < %%(k)d; ++j) {
+                    const dtype_%%(x)s v = xp[i - %%(p)d + j];
+                    %(take_row)s
+                }
+                %(row_i)s
+            }
+            for (npy_intp r = 0; r < H; ++r)
+                for (npy_intp c = 0; c < W; ++c) {
+                    if (c == %%(p)d && W - %%(p)d > c) {
+                        c = W - %%(p)d - 1;
+                        continue;
+                    }
+                    npy_intp lo = c - %%(p)d, hi = c - %%(p)d + %%(k)d;
+                    if (lo < 0) lo = 0;
+                    if (hi > W) hi = W;
+                    %(start)s
+                    for (npy_intp q = r * W + lo; q < r * W + hi; ++q) {
+                        const dtype_%%(x)s v = xp[q];
+                        %(take_q)s
+                    }
+                    %(row_rc)s
+                }
+            for (npy_intp i = %%(p)d * W; i < HW - %%(p)d * W; ++i) {
+                %(start)s
+                for (int r = 0; r < %%(k)d; ++r) {
+                    const npy_intp q = i + (r - %%(p)d) * W;
+                    const dtype_%%(x)s v = rm[q];
+                    %(take_col)s
+                }
+                %(win_i)s
+            }
+            for (npy_intp oh = 0; oh < H; ++oh) {
+                if (oh == %%(p)d && H - %%(p)d > oh) {
+                    oh = H - %%(p)d - 1;
+                    continue;
+                }
+                npy_intp lo = oh - %%(p)d, hi = oh - %%(p)d + %%(k)d;
+                if (lo < 0) lo = 0;
+                if (hi > H) hi = H;
+                for (npy_intp c = 0; c < W; ++c) {
+                    %(start)s
+                    for (npy_intp q = lo * W + c; q < hi * W + c; q += W) {
+                        const dtype_%%(x)s v = rm[q];
+                        %(take_col)s
+                    }
+                    %(win_oc)s
+                }
+            }
+"""
+
 # one plane of each op's C loop (see plane_loop)
+_FORWARD_PLANE_SAME = r'''
+            dtype_%(z)s* zp = zd + plane * H * W;''' + _same_plane(False)
+
+_GRAD_PLANE_SAME = r'''
+            const dtype_%(gz)s* gp = gd + plane * H * W;
+            dtype_%(gx)s* op = od + plane * H * W;''' + _same_plane(True) + r'''
+            for (npy_intp i = 0; i < HW; ++i) op[i] = 0;
+            for (npy_intp i = 0; i < HW; ++i)   /* the general path's order */
+                if (oa[i] >= 0) op[oa[i]] += gp[i];
+'''
+
 _FORWARD_PLANE = r'''
             const dtype_%(x)s* xp = xd + plane * H * W;
             dtype_%(z)s* zp = zd + plane * OH * OW;
@@ -224,7 +327,8 @@ class CaffeMaxPool(_CaffePoolBase):
         windows = self._row_windows()
         rows = self._row_pass().replace('dtype_T', 'dtype_%s' % x)
         loop = plane_loop(self.openmp, [('dtype_%s' % z, 'rm', 'H * OW + 1')],
-                          _FORWARD_PLANE)
+                          _FORWARD_PLANE_SAME if self._same()
+                          else _FORWARD_PLANE)
         return r"""
         {
         if (PyArray_NDIM(%(x)s) != 4) {
@@ -255,7 +359,8 @@ class CaffeMaxPool(_CaffePoolBase):
         }
         """ % dict(x=x, z=z, fail=sub['fail'], k=self.pool, s=self.stride,
                    p=self.pad,
-                   loop=loop % dict(x=x, z=z, rows=rows, windows=windows),
+                   loop=loop % dict(x=x, z=z, rows=rows, windows=windows,
+                                    k=self.pool, p=self.pad),
                    alloc=alloc_output(z, 4, 'dims', 'xc', 'Py_DECREF(xc);',
                                       sub['fail']))
 
@@ -293,12 +398,19 @@ class CaffeMaxPoolGrad(_CaffePoolBase):
         x, gz = inputs
         gx, = outputs
         windows = self._row_windows()
-        # note: a separable row pass with argmaxes, like the forward pass's,
-        # was not faster than this scan of each window in our measurements
-        # (strided windows, small planes), so the gradient keeps the scan.
-        loop = plane_loop(self.openmp, [], _GRAD_PLANE) % dict(
-            x=x, gz=gz, gx=gx, windows=windows,
-            cols=self._window('ow', 'ws', 'we', 'W'))
+        # note: a separable row pass with argmaxes per plane row, like the
+        # forward pass's, was not faster than this scan of each window for
+        # strided windows, so only "same" pooling (flat passes over the
+        # whole plane) tracks argmaxes through two passes.
+        if self._same():
+            index = 'H * W + 1'
+            loop = plane_loop(self.openmp, [
+                ('dtype_%s' % x, 'rm', index), ('npy_intp', 'ra', index),
+                ('npy_intp', 'oa', index)], _GRAD_PLANE_SAME)
+        else:
+            loop = plane_loop(self.openmp, [], _GRAD_PLANE)
+        loop %= dict(x=x, gz=gz, gx=gx, windows=windows, k=self.pool,
+                     p=self.pad, cols=self._window('ow', 'ws', 'we', 'W'))
         return r"""
         {
         PyArrayObject* xc = PyArray_GETCONTIGUOUS(%(x)s);
@@ -319,7 +431,7 @@ class CaffeMaxPoolGrad(_CaffePoolBase):
 %(alloc)s        const dtype_%(x)s* xd = (const dtype_%(x)s*)PyArray_DATA(xc);
         const dtype_%(gz)s* gd = (const dtype_%(gz)s*)PyArray_DATA(gc);
         dtype_%(gx)s* od = (dtype_%(gx)s*)PyArray_DATA(%(gx)s);
-        int failed = 0;   /* set by plane_loop; no scratch here */
+        int failed = 0;   /* set by plane_loop */
 %(loop)s        if (failed) {
             Py_DECREF(xc); Py_DECREF(gc);
             PyErr_NoMemory();

@@ -15,10 +15,15 @@ input gradient folds a GEMM's result back (``col2im``) the same way.  Here:
   padding are compile-time constants.
 
 The GEMM calls are ``CorrMM``'s, with the same arguments, and ``col2im``
-adds in ``CorrMM``'s order, so the results are the same.  (Unfolding in
-blocks of output rows that fit a core's L2 cache, each with its own GEMM,
-measured no faster on GoogLeNet at 512 KiB blocks and 15% slower at
-128 KiB: the smaller GEMMs lose more than the cache gains.)  Like ``CorrMM``
+adds in ``CorrMM``'s order, so the results are the same, except for
+images over 4 MiB unfolded (GoogLeNet's conv1 and conv2/3x3,
+:data:`UNFOLD_BYTES`): those are unfolded (or folded back) in blocks of
+output rows, a GEMM per block, so that the block is still in cache when
+the next step reads it.  The forward sums are unchanged by the blocks
+(bit for bit at GoogLeNet's sizes, tested); the weight gradient adds its
+per-block GEMMs and ``col2im`` adds block by block, so their last bits
+may differ from ``CorrMM``'s.  On smaller layers the smaller GEMMs lose
+more than the cache gains.  Like ``CorrMM``
 with OpenMP, images are shared out among threads and BLAS runs
 single-threaded inside; the weight gradient is accumulated per thread and
 added up in thread order.
@@ -42,7 +47,15 @@ from theano.tensor.blas import blas_header_version, ldflags
 
 from .c_support import alloc_output, cache_version
 
-__all__ = ['CorrGemm', 'CorrGemmGradInputs', 'CorrGemmGradWeights']
+__all__ = ['CorrGemm', 'CorrGemmGradInputs', 'CorrGemmGradWeights',
+           'UNFOLD_BYTES']
+
+# note: measured on GoogLeNet's layers (2 cores, float32, b8): in 2 MiB
+# blocks the forward conv1 (7x7/2, 7.4 MB unfolded an image) runs at ~155
+# GFLOP/s instead of ~105 and conv2/3x3 (7.2 MB) at ~190 instead of ~165;
+# the smaller layers lose when blocked (smaller GEMMs), hence blocks only
+# above twice this size (4 MiB).  benchmarks/results/unfold.json.
+UNFOLD_BYTES = 2 << 20
 
 
 def _pair(v, name):
@@ -71,11 +84,15 @@ def _unfold(x, kernel, stride, pad):
 class _CorrGemmBase(OpenMPOp):
     """Properties, BLAS set-up (as Theano's ``BaseCorrMM``) and the C
     helpers shared by the three ops."""
-    __props__ = ('kernel', 'stride', 'pad', 'flip')
+    __props__ = ('kernel', 'stride', 'pad', 'flip', 'unfold_bytes')
 
     def __init__(self, kernel, stride=(1, 1), pad=(0, 0), flip=False,
-                 openmp=None):
+                 openmp=None, unfold_bytes=UNFOLD_BYTES):
         super(_CorrGemmBase, self).__init__(openmp=openmp)
+        if unfold_bytes is not None and int(unfold_bytes) < 0:
+            raise ValueError('unfold_bytes must be >= 0 or None, got %r'
+                             % (unfold_bytes,))
+        self.unfold_bytes = None if not unfold_bytes else int(unfold_bytes)
         self.flip = bool(flip)
         self.kernel = _pair(kernel, 'kernel')
         self.stride = _pair(stride, 'stride')
@@ -138,6 +155,7 @@ class _CorrGemmBase(OpenMPOp):
                    ctype='float' if dtype == 'float32' else 'double',
                    kh=kh, kw=kw, sh=sh, sw=sw, ph=ph, pw=pw,
                    direct=int(self.direct), op=type(self).__name__,
+                   block=self.unfold_bytes or 0,
                    flip=int(self.flip),
                    omp='', threads='1', tid='0', set_blas='', get_blas='0')
         import theano
@@ -219,8 +237,8 @@ static void %s
         int lo, hi;
         lt_taps_%%(name)s(W, OW, j, &lo, &hi);
         %s = col_
-            + ((npy_intp)(c * %%(kh)d + i) * %%(kw)d + j) * OH * OW;
-        for (int oh = 0; oh < OH; ++oh, cp += OW) {
+            + ((npy_intp)(c * %%(kh)d + i) * %%(kw)d + j) * (oh1 - oh0) * OW;
+        for (int oh = oh0; oh < oh1; ++oh, cp += OW) {
             const int ih = oh * %%(sh)d - %%(ph)d + i;
             if (ih < 0 || ih >= H) { %s continue; }
             %s = im + ((npy_intp)c * H + ih) * W - %%(pw)d + j;
@@ -233,7 +251,7 @@ static void %s
 
 _IM2COL = _tap_loop(
     'lt_im2col_%(name)s(const %(ctype)s* im, int C, int H, int W, int OH, '
-    'int OW, %(ctype)s* col_)', '%(ctype)s* cp',
+    'int OW, int oh0, int oh1, %(ctype)s* col_)', '%(ctype)s* cp',
     'const %(ctype)s* row',
     'for (int ow = 0; ow < OW; ++ow) cp[ow] = 0;',
     'for (int ow = 0; ow < lo; ++ow) cp[ow] = 0;\n'
@@ -242,7 +260,8 @@ _IM2COL = _tap_loop(
 # note: adds in CorrMM's col2im order (tap, row, column), same sums
 _COL2IM = _tap_loop(
     'lt_col2im_%(name)s(const %(ctype)s* col_, int C, int H, int W, int OH, '
-    'int OW, %(ctype)s* im)', 'const %(ctype)s* cp', '%(ctype)s* row', '',
+    'int OW, int oh0, int oh1, %(ctype)s* im)', 'const %(ctype)s* cp',
+    '%(ctype)s* row', '',
     'for (int ow = lo; ow < hi; ++ow) row[ow * %(sw)d] += cp[ow];')
 
 
@@ -263,6 +282,14 @@ _OUTPUT = r"""
     + r"""
         const npy_intp K = C * %(kh)d * %(kw)d, P = OH * OW;
         int Ki = (int)K, Mi = (int)M, Pi = (int)P;
+        /* an image unfolded in blocks of rb output rows (unfold_bytes) */
+        npy_intp rb = OH;
+        if (!%(direct)d && %(block)d > 0
+                && (npy_intp)sizeof(%(ctype)s) * K * P
+                   > 2 * (npy_intp)%(block)d) {
+            rb = %(block)d / ((npy_intp)sizeof(%(ctype)s) * K * OW);
+            if (rb < 1) rb = 1;
+        }
         char NT = 'N', TR = 'T';
         const %(ctype)s one = 1, zero = 0;
         int threads = %(threads)s;
@@ -349,7 +376,8 @@ class CorrGemm(_CorrGemmBase):
         x, w = inputs
         gy, = output_grads
         props = dict(kernel=self.kernel, stride=self.stride, pad=self.pad,
-                     flip=self.flip, openmp=self.openmp)
+                     flip=self.flip, openmp=self.openmp,
+                     unfold_bytes=self.unfold_bytes)
         gx = CorrGemmGradInputs(**props)(w, gy, x.shape[2:])
         gw = CorrGemmGradWeights(**props)(x, gy)
         return [T.patternbroadcast(gx, x.broadcastable),
@@ -373,11 +401,19 @@ class CorrGemm(_CorrGemmBase):
             body=r"""
                 const %(ctype)s* xn = (const %(ctype)s*)PyArray_DATA(ac)
                                       + n * C * H * W;
-                if (colt) lt_im2col_%(name)s(xn, C, H, W, OH, OW, colt);
-                /* column-major: y[n] (P x M) = col (P x K) * W (K x M) */
-                %(gemm)s(&NT, &NT, &Pi, &Mi, &Ki, &one, colt ? colt : xn,
-                         &Pi, wd, &Ki, &zero,
-                         (%(ctype)s*)PyArray_DATA(%(out)s) + n * M * P, &Pi);
+                %(ctype)s* yn = (%(ctype)s*)PyArray_DATA(%(out)s)
+                                + n * M * P;
+                /* column-major: y[n] (P x M) = col (P x K) * W (K x M),
+                   a GEMM per block of rows */
+                for (npy_intp oh0 = 0; oh0 < OH; oh0 += rb) {
+                    const npy_intp oh1 = oh0 + rb < OH ? oh0 + rb : OH;
+                    int Pb = (int)((oh1 - oh0) * OW);
+                    if (colt) lt_im2col_%(name)s(xn, C, H, W, OH, OW,
+                                                 (int)oh0, (int)oh1, colt);
+                    %(gemm)s(&NT, &NT, &Pb, &Mi, &Ki, &one,
+                             colt ? colt : xn, &Pb, wd, &Ki, &zero,
+                             yn + oh0 * OW, &Pi);
+                }
 """))
 
 
@@ -445,13 +481,19 @@ class CorrGemmGradInputs(_CorrGemmBase):
                                       + n * M * P;
                 %(ctype)s* out = (%(ctype)s*)PyArray_DATA(%(out)s)
                                  + n * C * H * W;
-                /* column-major: col (P x K) = gy[n] (P x M) * W^T (M x K);
+                /* column-major: col (P x K) = gy[n] (P x M) * W^T (M x K),
+                   a GEMM per block of rows, folded back block by block;
                    direct, col is the input gradient itself */
-                %(gemm)s(&NT, &TR, &Pi, &Ki, &Mi, &one, gn, &Pi, wd, &Ki, &zero,
-                         colt ? colt : out, &Pi);
-                if (colt) {
+                if (colt)
                     for (npy_intp i = 0; i < C * H * W; ++i) out[i] = 0;
-                    lt_col2im_%(name)s(colt, C, H, W, OH, OW, out);
+                for (npy_intp oh0 = 0; oh0 < OH; oh0 += rb) {
+                    const npy_intp oh1 = oh0 + rb < OH ? oh0 + rb : OH;
+                    int Pb = (int)((oh1 - oh0) * OW);
+                    %(gemm)s(&NT, &TR, &Pb, &Ki, &Mi, &one, gn + oh0 * OW,
+                             &Pi, wd, &Ki, &zero, colt ? colt : out,
+                             colt ? &Pb : &Pi);
+                    if (colt) lt_col2im_%(name)s(colt, C, H, W, OH, OW,
+                                                 (int)oh0, (int)oh1, out);
                 }
 """))
 
@@ -507,14 +549,21 @@ class CorrGemmGradWeights(_CorrGemmBase):
             body=r"""
                 const %(ctype)s* xn = (const %(ctype)s*)PyArray_DATA(ac)
                                       + n * C * H * W;
-                if (colt) lt_im2col_%(name)s(xn, C, H, W, OH, OW, colt);
+                const %(ctype)s* gn = (const %(ctype)s*)PyArray_DATA(bc)
+                                      + n * M * P;
                 /* column-major: local (K x M) += col^T (K x P) * gy[n]
-                   (P x M) */
-                %(gemm)s(&TR, &NT, &Ki, &Mi, &Pi, &one, colt ? colt : xn,
-                         &Pi, (const %(ctype)s*)PyArray_DATA(bc) + n * M * P,
-                         &Pi, first[t] ? &zero : &one, local + t * M * K,
-                         &Ki);
-                first[t] = 0;
+                   (P x M), a GEMM per block of rows */
+                for (npy_intp oh0 = 0; oh0 < OH; oh0 += rb) {
+                    const npy_intp oh1 = oh0 + rb < OH ? oh0 + rb : OH;
+                    int Pb = (int)((oh1 - oh0) * OW);
+                    if (colt) lt_im2col_%(name)s(xn, C, H, W, OH, OW,
+                                                 (int)oh0, (int)oh1, colt);
+                    %(gemm)s(&TR, &NT, &Ki, &Mi, &Pb, &one,
+                             colt ? colt : xn + oh0 * OW, colt ? &Pb : &Pi,
+                             gn + oh0 * OW, &Pi, first[t] ? &zero : &one,
+                             local + t * M * K, &Ki);
+                    first[t] = 0;
+                }
 """,
             after=r"""
         /* in thread order, as CorrMM_gradWeights adds its partial sums;

@@ -76,7 +76,6 @@ def _scaled(n, width):
 
 def _inception(net, name, incoming, nfilters, width, Conv2DLayer,
                MaxPool2DLayer):
-    from lasagne.layers import ConcatLayer
     n = [_scaled(f, width) for f in nfilters]
     net[name + '/pool'] = MaxPool2DLayer(incoming, 3, stride=1, pad=1,
                                          name=name + '/pool')
@@ -91,7 +90,7 @@ def _inception(net, name, incoming, nfilters, width, Conv2DLayer,
                                             name=name + '/5x5_reduce')
     net[name + '/5x5'] = Conv2DLayer(net[name + '/5x5_reduce'], n[5], 5,
                                      pad=2, name=name + '/5x5')
-    net[name + '/output'] = ConcatLayer(
+    net[name + '/output'] = layers.ConcatLayer(
         [net[name + '/1x1'], net[name + '/3x3'], net[name + '/5x5'],
          net[name + '/pool_proj']], name=name + '/output')
     return net[name + '/output']

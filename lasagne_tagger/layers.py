@@ -14,6 +14,10 @@
   layers); and tied biases followed by Lasagne's
   ``rectify`` run as one :class:`lasagne_tagger.bias_relu_op.BiasReLU`
   (forward and gradient each one pass, the bias gradient included).
+* :func:`ConcatLayer` -- Lasagne 0.1's ``ConcatLayer``; when it joins
+  such layers along the channels (an inception module's four branches),
+  their ``BiasReLU`` writes straight into the concatenated output: one op
+  instead of four and a ``Join`` (and a ``Split`` in the gradient).
 * :func:`LRNLayer` -- Lasagne 0.1's ``LocalResponseNormalization2DLayer``
   (Caffe's ACROSS_CHANNELS LRN with ``alpha`` per element), whose
   ``scale ** beta`` is a ``pow`` call per element: 15% of GoogLeNet's
@@ -21,14 +25,14 @@
   ``s ** 0.75`` as ``sqrt(s) * sqrt(sqrt(s))``, exact up to float rounding
   (a few units in the last place).
 
-Both keep Lasagne's parameters, names and output shapes, so checkpoints and
+All keep Lasagne's parameters, names and output shapes, so checkpoints and
 model-zoo weights load unchanged.  Like :mod:`lasagne_tagger.pooling`, the
 classes are created on first use: importing this module does not import
 Lasagne.
 """
 import functools
 
-__all__ = ['Conv2DLayer', 'LRNLayer']
+__all__ = ['ConcatLayer', 'Conv2DLayer', 'LRNLayer']
 
 
 @functools.lru_cache(maxsize=None)
@@ -45,9 +49,10 @@ def _conv_class():
                 # note: on the CPU, our im2col + GEMM op (conv_op) instead
                 # of Theano's CorrMM: same GEMMs, cheaper unfolding, none
                 # for 1x1 filters.  Lasagne 0.1 convolves (flipped filters).
-                from .conv_op import CorrGemm
-                conved = CorrGemm(self.filter_size, self.stride, pad,
-                                  flip=True)(input, self.W)
+                from . import conv_op
+                conved = conv_op.CorrGemm(
+                    self.filter_size, self.stride, pad, flip=True,
+                    unfold_bytes=conv_op.UNFOLD_BYTES)(input, self.W)
             elif isinstance(self.pad, str):
                 return super(Conv2DLayer, self).get_output_for(
                     input, input_shape=input_shape, **kwargs)
@@ -135,10 +140,54 @@ def _lrn_class():
     return LRNLayer
 
 
+@functools.lru_cache(maxsize=None)
+def _concat_class():
+    import lasagne
+
+    class ConcatLayer(lasagne.layers.ConcatLayer):
+        """``lasagne.layers.ConcatLayer`` (Lasagne 0.1); along the channel
+        axis, inputs that are all biased, rectified convolutions of
+        :func:`Conv2DLayer` (an inception module's branches, on a CPU
+        device) are rectified straight into the concatenated output by one
+        :class:`lasagne_tagger.bias_relu_op.BiasReLU` (see the module
+        docstring)."""
+
+        def get_output_for(self, inputs, **kwargs):
+            pairs = self._bias_relu_pairs(inputs)
+            if pairs:
+                # note: one C pass from the branches' pre-activations into
+                # the concatenation instead of a BiasReLU each and a Join
+                # (and, for the gradient, a Split); same values.
+                from .bias_relu_op import BiasReLU
+                return BiasReLU()(*pairs)
+            return super(ConcatLayer, self).get_output_for(inputs,
+                                                           **kwargs)
+
+        def _bias_relu_pairs(self, inputs):
+            """``[x1, b1, x2, b2, ...]`` when every input is a
+            single-pair ``BiasReLU(x, b)`` and the axis is 1, else None."""
+            from .bias_relu_op import BiasReLU
+            if self.axis != 1:
+                return None
+            owners = [v.owner for v in inputs]
+            if not all(o is not None and isinstance(o.op, BiasReLU)
+                       and len(o.inputs) == 2 for o in owners):
+                return None
+            return [v for o in owners for v in o.inputs]
+
+    return ConcatLayer
+
+
 def Conv2DLayer(*args, **kwargs):
     """Build a :func:`lasagne.layers.Conv2DLayer` whose integer padding is
     done by the convolution (same arguments)."""
     return _conv_class()(*args, **kwargs)
+
+
+def ConcatLayer(*args, **kwargs):
+    """Build a Lasagne 0.1 ``ConcatLayer`` that fuses the concatenation of
+    biased, rectified convolutions (same arguments)."""
+    return _concat_class()(*args, **kwargs)
 
 
 def LRNLayer(*args, **kwargs):

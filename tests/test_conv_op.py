@@ -82,6 +82,77 @@ def test_c_code_is_corrmms_bit_for_bit(flip):
         np.testing.assert_array_equal(g, e)
 
 
+@pytest.mark.parametrize('unfold_bytes', [1, 600, 4096])
+@pytest.mark.parametrize('kernel,stride,pad,shape', GEOMETRIES)
+def test_row_blocks_compute_the_same_sums(kernel, stride, pad, shape,
+                                          unfold_bytes):
+    """Unfolding (and folding back) in blocks of output rows, forced here
+    with a tiny ``unfold_bytes`` (one row, a few rows, whole images): the
+    outputs and both gradients of the unblocked op, up to rounding (the
+    weight gradient adds per-block GEMMs, col2im adds block by block; and
+    at these tiny sizes OpenBLAS picks its small-matrix kernels by the
+    GEMM's size)."""
+    n, c, m, h, wd = shape
+    rng = np.random.RandomState(sum(shape) + unfold_bytes)
+    x = rng.randn(n, c, h, wd).astype('float32')
+    w = rng.randn(m, c, *kernel).astype('float32')
+    out_hw = [(size + 2 * p - k) // s + 1
+              for size, p, k, s in zip((h, wd), pad, kernel, stride)]
+    proj = rng.randn(n, m, *out_hw).astype('float32')
+    xs, ws = T.tensor4('x', 'float32'), T.tensor4('w', 'float32')
+    ps = T.tensor4('proj', 'float32')
+    results = []
+    for b in (unfold_bytes, None):
+        y = CorrGemm(kernel, stride, pad, flip=True, openmp=True,
+                     unfold_bytes=b)(xs, ws)
+        results.append(theano.function(
+            [xs, ws, ps], [y] + T.grad((y * ps).sum(), [xs, ws]))(
+                x, w, proj))
+    for blocked, whole in zip(*results):
+        assert blocked.shape == whole.shape
+        np.testing.assert_allclose(blocked, whole, rtol=1e-5,
+                                   atol=1e-5 * np.abs(whole).max(initial=0))
+
+
+@pytest.mark.parametrize('geometry', [
+    (3, 224, 64, 7, 2, 3),    # conv1/7x7_s2: 7.4 MB unfolded an image
+    (64, 56, 192, 3, 1, 1)])  # conv2/3x3: 7.2 MB
+def test_googlenets_blocked_layers_match_corrmm(geometry):
+    """The layers the default ``unfold_bytes`` blocks: CorrMM's float32
+    outputs exactly (with OpenBLAS, the BLAS we ship; another BLAS may
+    round differently in its kernels for smaller GEMMs), its gradients up
+    to float32 rounding."""
+    c, size, m, k, stride, pad = geometry
+    rng = np.random.RandomState(c)
+    x = rng.randn(2, c, size, size).astype('float32')
+    w = rng.randn(m, c, k, k).astype('float32')
+    out = (size + 2 * pad - k) // stride + 1
+    proj = rng.randn(2, m, out, out).astype('float32')
+    xs, ws = T.tensor4('x', 'float32'), T.tensor4('w', 'float32')
+    ps = T.tensor4('proj', 'float32')
+    op = CorrGemm(k, stride, pad, flip=True, openmp=True)
+    assert op.unfold_bytes and 4 * c * k * k * out ** 2 > 2 * op.unfold_bytes
+    results = []
+    for y in (op(xs, ws), T.nnet.conv2d(xs, ws, border_mode=(pad, pad),
+                                         subsample=(stride, stride))):
+        results.append(theano.function(
+            [xs, ws, ps], [y] + T.grad((y * ps).sum(), [xs, ws]))(
+                x, w, proj))
+    (ours, ours_gx, ours_gw), (ref, ref_gx, ref_gw) = results
+    if 'openblas' in theano.config.blas.ldflags:
+        np.testing.assert_array_equal(ours, ref)
+    for got, want in ((ours, ref), (ours_gx, ref_gx), (ours_gw, ref_gw)):
+        np.testing.assert_allclose(got, want, rtol=1e-4,
+                                   atol=1e-5 * np.abs(want).max())
+
+
+def test_unfold_bytes_is_checked():
+    assert CorrGemm(3).unfold_bytes > 0
+    assert CorrGemm(3, unfold_bytes=0) == CorrGemm(3, unfold_bytes=None)
+    with pytest.raises(ValueError, match='unfold_bytes'):
+        CorrGemm(3, unfold_bytes=-1)
+
+
 def test_shape_mismatch_is_an_error():
     x, w = T.tensor4('x'), T.tensor4('w')
     f = theano.function([x, w], CorrGemm((3, 3), 1, 1)(x, w))

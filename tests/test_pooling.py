@@ -83,7 +83,11 @@ def test_gradient_matches_finite_differences(impl):
 
 @pytest.mark.parametrize('h, w, k, s, p', [
     (9, 9, 3, 2, 0), (10, 7, 3, 1, 1), (14, 14, 3, 2, 0), (3, 3, 3, 2, 0),
-    (7, 7, 7, 1, 0)])
+    (7, 7, 7, 1, 0),
+    # stride 1, 2 * pad == pool - 1: the op's flat "same" path, including
+    # planes narrower or shorter than the window and a 1x1 plane
+    (7, 7, 3, 1, 1), (28, 17, 3, 1, 1), (1, 1, 3, 1, 1), (1, 9, 3, 1, 1),
+    (9, 2, 3, 1, 1), (6, 8, 5, 1, 2), (3, 4, 5, 1, 2), (4, 4, 1, 1, 0)])
 @pytest.mark.parametrize('linker', ['c', 'py'])
 def test_op_equals_switch_graph_with_ties(h, w, k, s, p, linker):
     """Small integers make many ties: the op (its C code, and its NumPy
@@ -99,6 +103,44 @@ def test_op_equals_switch_graph_with_ties(h, w, k, s, p, linker):
     assert np.array_equal(a, b)
     assert np.array_equal(ga, gb)
     assert np.array_equal(a, ref.max_pool(data, k, s, p))
+
+
+@pytest.mark.parametrize('h, w, k, s, p', [
+    (7, 7, 3, 1, 1), (5, 6, 3, 2, 0), (4, 5, 5, 1, 2)])
+def test_op_keeps_the_first_of_signed_zeros_and_skips_nan(h, w, k, s, p):
+    """-0.0 and 0.0 tie: the first in row-major order is kept, and gets
+    the window's gradient, as in Caffe's strict ``>`` scan (the reference's
+    ``max`` does not define which); NaN never wins over a number."""
+    import theano
+    import theano.tensor as T
+    from lasagne_tagger.caffe_pool_op import CaffeMaxPool
+    rng = np.random.RandomState(h * w + k)
+    data = rng.choice([-0.0, 0.0, -1.0, np.nan], size=(2, 3, h, w),
+                      p=[0.4, 0.4, 0.1, 0.1]).astype(theano.config.floatX)
+    oh, ow = (caffe_pool_output_length(v, k, s, p) for v in (h, w))
+    incoming = rng.randint(1, 9, (2, 3, oh, ow)).astype(data.dtype)
+    x, gz = T.tensor4(), T.tensor4()
+    z = CaffeMaxPool(k, s, p)(x)
+    out, gx = theano.function([x, gz], [z, T.grad(
+        None, x, known_grads={z: gz})])(data, incoming)
+    want_gx = np.zeros_like(data)
+    for i in range(oh):
+        for j in range(ow):
+            r0, c0 = max(i * s - p, 0), max(j * s - p, 0)
+            win = data[:, :, r0:min(i * s - p + k, h),
+                       c0:min(j * s - p + k, w)]
+            for n in range(2):
+                for c in range(3):
+                    best, arg = -np.inf, None
+                    for (a, b), v in np.ndenumerate(win[n, c]):
+                        if v > best:
+                            best, arg = v, (r0 + a, c0 + b)
+                    got = out[n, c, i, j]
+                    assert got == best and (np.signbit(got)
+                                            == np.signbit(best))
+                    if arg is not None:
+                        want_gx[(n, c) + arg] += incoming[n, c, i, j]
+    np.testing.assert_array_equal(gx, want_gx)
 
 
 def test_op_with_openmp_equals_without():
