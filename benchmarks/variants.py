@@ -46,8 +46,9 @@ def opts_parser():
     return p
 
 
-# {comparison: {variant: (pool_impl, layers)}}; the first variant is the
-# one that ships, ``speedup`` is its speed over the second's.
+# {comparison: {variant: (pool_impl, layers[, excluded optimization])}};
+# the first variant is the one that ships, ``speedup`` is its speed over
+# the second's.
 VARIANTS = {
     'pool': {'op': ('op', 'ours'), 'graph': ('graph', 'ours')},
     'layers': {'ours': ('auto', 'ours'), 'lasagne': ('auto', 'lasagne')},
@@ -56,6 +57,8 @@ VARIANTS = {
                   'graph': ('auto', 'graph-bias-relu')},
     'concat': {'fused': ('auto', 'ours'), 'join': ('auto', 'join')},
     'unfold': {'blocks': ('auto', 'ours'), 'whole': ('auto', 'unblocked')},
+    'epilogue': {'fused': ('auto', 'ours'),
+                 'apart': ('auto', 'ours', 'lasagne_tagger_conv_bias_relu')},
 }
 
 
@@ -66,7 +69,10 @@ def _compile(variant, image_size, width):
     import theano.tensor as T
     import run
     from lasagne_tagger import googlenet, layers
-    pool_impl, which_layers = variant
+    pool_impl, which_layers = variant[:2]
+    mode = theano.compile.mode.get_default_mode()
+    if len(variant) > 2:
+        mode = mode.excluding(variant[2])
     from lasagne_tagger import conv_op
     saved = layers._conv_class, layers._lrn_class, layers._concat_class
     unfold_bytes = conv_op.UNFOLD_BYTES
@@ -88,14 +94,14 @@ def _compile(variant, image_size, width):
         conv_op.UNFOLD_BYTES = unfold_bytes
     loss = T.nnet.categorical_crossentropy(prob, y).mean()
     t = time.perf_counter()
-    forward = theano.function([x], prob)
+    forward = theano.function([x], prob, mode=mode)
     t_fwd = time.perf_counter() - t
     t = time.perf_counter()
     # lr 0 keeps the weights equal between variants; a shared variable, so
     # the optimizer cannot fold the gradient away (a constant 0 would).
     lr = theano.shared(np.asarray(0.0, theano.config.floatX), name='lr')
     train = theano.function([x, y], loss, updates=lasagne.updates.sgd(
-        loss, params, lr))
+        loss, params, lr), mode=mode)
     t_train = time.perf_counter() - t
     return forward, train, {'compile_forward_s': t_fwd,
                             'compile_train_s': t_train}

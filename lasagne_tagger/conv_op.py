@@ -41,14 +41,14 @@ Each op has a NumPy ``perform``; the tests compare them with ``CorrMM``
 import numpy as np
 import theano.tensor as T
 from theano.gof import Apply, OpenMPOp
-from theano.gradient import grad_undefined
+from theano.gradient import grad_not_implemented, grad_undefined
 from theano.tensor import blas_headers
 from theano.tensor.blas import blas_header_version, ldflags
 
 from .c_support import alloc_output, cache_version
 
 __all__ = ['CorrGemm', 'CorrGemmGradInputs', 'CorrGemmGradWeights',
-           'UNFOLD_BYTES']
+           'UNFOLD_BYTES', 'fuse_bias_relu', 'register_bias_relu_fusion']
 
 # note: measured on GoogLeNet's layers (2 cores, float32, b8): in 2 MiB
 # blocks the forward conv1 (7x7/2, 7.4 MB unfolded an image) runs at ~155
@@ -177,14 +177,17 @@ class _CorrGemmBase(OpenMPOp):
 
     def _c_code(self, node, sub, parts):
         """The op's C code: ``parts`` gives the input names (``a``, ``b``),
-        the shape lines, the output, the per-image body, the lines after
-        the loop and the per-thread scratch the loop needs."""
-        s = dict(self._sub(node), fail=sub['fail'], **parts)
+        the shape lines, the output, the per-image body (and the
+        ``epilogue`` it may include), the lines after the loop and the
+        per-thread scratch the loop needs."""
+        s = dict(self._sub(node), fail=sub['fail'], epilogue='')
+        s.update(parts)
         s['mismatch'] = ('{ PyErr_SetString(PyExc_ValueError, "%s: shape '
                          'mismatch"); LT_RELEASE %s; }'
                          % (s['op'], sub['fail']))
-        s.update((k, parts[k] % s) for k in ('scratch', 'scratch_missing',
-                                              'scratch_free', 'body'))
+        for k in ('epilogue', 'scratch', 'scratch_missing', 'scratch_free',
+                  'body'):
+            s[k] = s[k] % s
         return (_PROLOGUE + parts['shapes'] + _OUTPUT + _LOOP
                 + parts['after'] + _EPILOGUE) % s
 
@@ -348,31 +351,62 @@ _WITH_WEIGHTS = dict(scratch=_WEIGHTS, scratch_missing='(%(flip)d && !wf)',
 class CorrGemm(_CorrGemmBase):
     """``y = corr(x, W)``, or with ``flip`` the convolution (``W``'s taps
     reversed, as Lasagne 0.1's layers); ``y`` of shape ``(N, M, OH, OW)``
-    with ``OH = (H + 2 ph - kh) // sh + 1``."""
+    with ``OH = (H + 2 ph - kh) // sh + 1``.
 
-    def make_node(self, x, w):
+    With ``bias_relu``, ``y = rectify(corr(x, W) + b[m])`` from
+    ``(x, W, b)``, exactly as :class:`~lasagne_tagger.bias_relu_op.BiasReLU`
+    computes it, applied to each block of rows right after its GEMM, while
+    it is in cache.  That op has no gradient (the rectifier's needs the
+    pre-activation it overwrites): :func:`fuse_bias_relu` puts it in
+    compiled graphs where nothing else reads the pre-activation (inference).
+    """
+    __props__ = _CorrGemmBase.__props__ + ('bias_relu',)
+
+    def __init__(self, kernel, stride=(1, 1), pad=(0, 0), flip=False,
+                 openmp=None, unfold_bytes=UNFOLD_BYTES, bias_relu=False):
+        super(CorrGemm, self).__init__(kernel, stride, pad, flip, openmp,
+                                       unfold_bytes)
+        self.bias_relu = bool(bias_relu)
+
+    def make_node(self, x, w, *bias):
         x, w = T.as_tensor_variable(x), T.as_tensor_variable(w)
         if x.ndim != 4 or w.ndim != 4:
             raise TypeError('CorrGemm needs 4D tensors')
+        if len(bias) != int(self.bias_relu):
+            raise TypeError('CorrGemm%s takes %d inputs, got %d' % (
+                ' with bias_relu' if self.bias_relu else '',
+                2 + self.bias_relu, 2 + len(bias)))
         w = T.cast(w, x.dtype) if w.dtype != x.dtype else w
+        bias = [T.as_tensor_variable(b) for b in bias]
+        if any(b.ndim != 1 for b in bias):
+            raise TypeError('CorrGemm: the bias must be 1D')
+        bias = [T.cast(b, x.dtype) if b.dtype != x.dtype else b
+                for b in bias]
         out = T.TensorType(x.dtype, (x.broadcastable[0], w.broadcastable[0],
                                      False, False))
-        return Apply(self, [x, w], [out()])
+        return Apply(self, [x, w] + bias, [out()])
 
     def infer_shape(self, node, shapes):
-        (n, _, h, w), (m, _, _, _) = shapes
+        (n, _, h, w), (m, _, _, _) = shapes[:2]
         (kh, kw), (sh, sw), (ph, pw) = self.kernel, self.stride, self.pad
         return [(n, m, (h + 2 * ph - kh) // sh + 1,
                  (w + 2 * pw - kw) // sw + 1)]
 
     def perform(self, node, inputs, outputs):
-        x, w = inputs
+        x, w = inputs[:2]
         w = w[:, :, ::-1, ::-1] if self.flip else w
         cols = _unfold(x, self.kernel, self.stride, self.pad)
-        y = np.einsum('ncijhw,mcij->nmhw', cols, w)
-        outputs[0][0] = np.ascontiguousarray(y, dtype=x.dtype)
+        y = np.ascontiguousarray(np.einsum('ncijhw,mcij->nmhw', cols, w),
+                                 dtype=x.dtype)
+        if self.bias_relu:
+            s = y + inputs[2].astype(x.dtype)[None, :, None, None]
+            y = (s.dtype.type(0.5) * (s + np.abs(s))).astype(x.dtype)
+        outputs[0][0] = y
 
     def grad(self, inputs, output_grads):
+        if self.bias_relu:
+            return [grad_not_implemented(self, i, v)
+                    for i, v in enumerate(inputs)]
         x, w = inputs
         gy, = output_grads
         props = dict(kernel=self.kernel, stride=self.stride, pad=self.pad,
@@ -384,15 +418,22 @@ class CorrGemm(_CorrGemmBase):
                 T.patternbroadcast(T.cast(gw, w.dtype), w.broadcastable)]
 
     def c_code(self, node, name, inputs, outputs, sub):
-        x, w = inputs
+        x, w = inputs[:2]
+        bias = inputs[2] if self.bias_relu else None
         return self._c_code(node, sub, dict(
             _WITH_WEIGHTS, a=x, b=w, out=outputs[0], name=name,
-            shapes=r"""
+            epilogue=_BIAS_RELU if bias else '',
+            shapes=(r"""
+        const npy_intp M_ = PyArray_DIMS(%(bias)s)[0];
+        const char* bias_ = PyArray_BYTES(%(bias)s);
+        const npy_intp bias_step = PyArray_STRIDES(%(bias)s)[0];
+""".replace('%(bias)s', bias) if bias else '') + r"""
         const npy_intp N = PyArray_DIMS(ac)[0], C = PyArray_DIMS(ac)[1];
         const npy_intp H = PyArray_DIMS(ac)[2], W = PyArray_DIMS(ac)[3];
         const npy_intp M = PyArray_DIMS(bc)[0];
         if (PyArray_DIMS(bc)[1] != C || PyArray_DIMS(bc)[2] != %(kh)d
                 || PyArray_DIMS(bc)[3] != %(kw)d) %(mismatch)s
+""" + ('        if (M_ != M) %(mismatch)s\n' if bias else '') + r"""
         if (H + 2 * %(ph)d < %(kh)d || W + 2 * %(pw)d < %(kw)d) %(mismatch)s
         const npy_intp OH = (H + 2 * %(ph)d - %(kh)d) / %(sh)d + 1;
         const npy_intp OW = (W + 2 * %(pw)d - %(kw)d) / %(sw)d + 1;
@@ -413,8 +454,23 @@ class CorrGemm(_CorrGemmBase):
                     %(gemm)s(&NT, &NT, &Pb, &Mi, &Ki, &one,
                              colt ? colt : xn, &Pb, wd, &Ki, &zero,
                              yn + oh0 * OW, &Pi);
+                    %(epilogue)s
                 }
 """))
+
+
+# CorrGemm's bias_relu: BiasReLU's arithmetic on the block just computed
+_BIAS_RELU = r"""
+                    for (npy_intp m = 0; m < M; ++m) {
+                        const %(ctype)s bm =
+                            *(const %(ctype)s*)(bias_ + m * bias_step);
+                        %(ctype)s* yb = yn + m * P + oh0 * OW;
+                        for (npy_intp p = 0; p < Pb; ++p) {
+                            const %(ctype)s v = yb[p] + bm;
+                            yb[p] = (%(ctype)s)0.5 * (v + (%(ctype)s)fabs(v));
+                        }
+                    }
+"""
 
 
 class CorrGemmGradInputs(_CorrGemmBase):
@@ -577,3 +633,45 @@ class CorrGemmGradWeights(_CorrGemmBase):
         }
         if (%(flip)d) lt_flip_%(name)s(local, M, C, od);
 """))
+
+
+def fuse_bias_relu(node):
+    """Local graph rewrite: ``BiasReLU(CorrGemm(x, W), b)`` as one
+    ``CorrGemm(bias_relu=True)(x, W, b)`` when nothing else reads the
+    convolution's output (so not in a training graph, whose rectifier
+    gradient reads it).  Returns the replacement outputs, or False."""
+    from .bias_relu_op import BiasReLU
+    if not isinstance(node.op, BiasReLU) or len(node.inputs) != 2:
+        return False
+    s, b = node.inputs
+    conv = s.owner
+    if (conv is None or type(conv.op) is not CorrGemm or conv.op.bias_relu
+            or len(getattr(s, 'clients', ())) != 1):
+        return False
+    op = conv.op
+    fused = CorrGemm(op.kernel, op.stride, op.pad, flip=op.flip,
+                     openmp=op.openmp, unfold_bytes=op.unfold_bytes,
+                     bias_relu=True)
+    return [fused(conv.inputs[0], conv.inputs[1], b)]
+
+
+_FUSION = 'lasagne_tagger_conv_bias_relu'
+
+
+def register_bias_relu_fusion():
+    """Add :func:`fuse_bias_relu` to Theano's ``fast_run`` optimizations
+    (after the graph is specialized, before in-place rewrites), once per
+    process; :func:`lasagne_tagger.layers.Conv2DLayer` calls it when it
+    builds a ``BiasReLU``."""
+    from theano.compile import optdb
+    from theano.gof.opt import in2out, local_optimizer
+    from .bias_relu_op import BiasReLU
+    entry = optdb.__db__.get(_FUSION)
+    if entry:
+        return                                  # registered already
+    if entry is not None:
+        # note: a query naming it (mode.excluding(_FUSION)) leaves an
+        # empty tag of that name in Theano's DB, which register() refuses
+        del optdb.__db__[_FUSION]
+    optdb.register(_FUSION, in2out(local_optimizer([BiasReLU])(
+        fuse_bias_relu), name=_FUSION), 48.8, 'fast_run')

@@ -67,8 +67,12 @@ def _conv_class():
                     border_mode=tuple(int(p) for p in self.pad))
             if self._fused_bias_relu():
                 # note: one C pass instead of Theano's addition, rectifier
-                # and their gradients (bias_relu_op); same values.
+                # and their gradients (bias_relu_op); same values.  Where
+                # nothing else reads the convolution (inference), the
+                # compiled graph does it inside the convolution's loop.
                 from .bias_relu_op import BiasReLU
+                from .conv_op import register_bias_relu_fusion
+                register_bias_relu_fusion()
                 return BiasReLU()(conved, self.b)
             if self.b is None:
                 activation = conved

@@ -13,6 +13,8 @@ from lasagne_tagger.conv_op import (  # noqa: E402
     CorrGemm, CorrGemmGradInputs, CorrGemmGradWeights)
 
 PY = theano.Mode(linker='py', optimizer='fast_compile')
+NO_FUSION = theano.compile.mode.get_default_mode().excluding(
+    'lasagne_tagger_conv_bias_relu')
 
 GEOMETRIES = [  # kernel, stride, pad, (N, C, M, H, W)
     ((1, 1), (1, 1), (0, 0), (5, 7, 3, 4, 6)),    # direct: no unfolding
@@ -192,3 +194,95 @@ def test_layer_uses_the_op_on_cpu():
     for key in ((1, 0), (1, 'same'), (3, 1)):
         assert 'CorrGemm' in kinds[key] and 'CorrMM' not in kinds[key]
     assert 'CorrGemm' not in kinds[3, 'same']   # Lasagne's own path
+
+
+@pytest.mark.parametrize('kernel,stride,pad,shape', GEOMETRIES)
+@pytest.mark.parametrize('dtype,unfold_bytes', [('float32', None),
+                                                ('float32', 1),
+                                                ('float64', 600)])
+def test_bias_relu_epilogue_is_biasrelus_bit_for_bit(kernel, stride, pad,
+                                                     shape, dtype,
+                                                     unfold_bytes):
+    """``CorrGemm(bias_relu=True)(x, W, b)`` computes BiasReLU's values on
+    the convolution, in C (blocks or not) and in NumPy, zeros and NaN
+    included."""
+    from lasagne_tagger.bias_relu_op import BiasReLU
+    n, c, m, h, wd = shape
+    rng = np.random.RandomState(sum(shape))
+    x = rng.randn(n, c, h, wd).astype(dtype)
+    w = rng.randn(m, c, *kernel).astype(dtype)
+    b = rng.randn(m).astype(dtype)
+    w[0] = 0
+    b[0] = 0                           # channel 0: pre-activation exactly 0
+    if n and m > 1:
+        x[0, 0, 0, 0] = np.nan         # NaN reaches some outputs
+    xs, ws = T.tensor4('x', dtype), T.tensor4('w', dtype)
+    bs = T.vector('b', dtype)
+    props = dict(flip=True, openmp=True, unfold_bytes=unfold_bytes)
+    apart = BiasReLU()(CorrGemm(kernel, stride, pad, **props)(xs, ws), bs)
+    fused = CorrGemm(kernel, stride, pad, bias_relu=True, **props)(xs, ws, bs)
+    for mode in (NO_FUSION, PY):
+        want = theano.function([xs, ws, bs], apart, mode=mode)(x, w, b)
+        got = theano.function([xs, ws, bs], fused, mode=mode)(x, w, b)
+        np.testing.assert_array_equal(got, want)
+        assert not np.signbit(got[got == 0]).any()
+
+
+def _kinds(f):
+    return [(type(a.op).__name__, getattr(a.op, 'bias_relu', None))
+            for a in f.maker.fgraph.apply_nodes]
+
+
+def test_bias_relu_is_fused_into_the_convolution_for_inference_only():
+    """A compiled forward graph runs the layer's bias and rectifier inside
+    the convolution; a training graph (the rectifier's gradient reads the
+    convolution) and a graph that also returns the convolution keep them
+    apart.  Values as Lasagne's layer."""
+    inp = lasagne.layers.InputLayer((None, 3, 6, 6))
+    layer = layers.Conv2DLayer(inp, 4, 3, pad=1)
+    theirs = lasagne.layers.Conv2DLayer(inp, 4, 3, pad=1, W=layer.W,
+                                        b=layer.b)
+    x = inp.input_var
+    y = lasagne.layers.get_output(layer)
+    data = np.random.RandomState(0).randn(2, 3, 6, 6).astype(
+        theano.config.floatX)
+    forward = theano.function([x], y)
+    assert ('CorrGemm', True) in _kinds(forward)
+    assert not any(k == 'BiasReLU' for k, _ in _kinds(forward))
+    np.testing.assert_array_equal(
+        forward(data), theano.function(
+            [x], lasagne.layers.get_output(theirs))(data))
+    train = theano.function([x], [y, T.grad(y.sum(), layer.W)])
+    assert ('CorrGemm', False) in _kinds(train)
+    assert ('BiasReLU', None) in _kinds(train)
+    np.testing.assert_array_equal(train(data)[0], forward(data))
+    conv = y.owner.inputs[0]
+    both = theano.function([x], [y, conv])
+    assert ('CorrGemm', True) not in _kinds(both)
+
+
+def test_bias_relu_op_checks_its_inputs():
+    x, w, b = T.tensor4('x'), T.tensor4('w'), T.vector('b')
+    op = CorrGemm(3, 1, 1, bias_relu=True)
+    with pytest.raises(TypeError, match='takes 3 inputs, got 2'):
+        op(x, w)
+    with pytest.raises(TypeError, match='takes 2 inputs, got 3'):
+        CorrGemm(3, 1, 1)(x, w, b)
+    f = theano.function([x, w, b], op(x, w, b))
+    with pytest.raises(ValueError, match='CorrGemm: shape mismatch'):
+        f(np.zeros((1, 2, 4, 4), x.dtype), np.zeros((3, 2, 3, 3), x.dtype),
+          np.zeros(2, x.dtype))
+    with pytest.raises(theano.gradient.NullTypeGradError):
+        T.grad(op(x, w, b).sum(), w)
+
+
+def test_fusion_registers_after_a_query_named_it():
+    """``mode.excluding(name)`` before registration leaves an empty tag of
+    that name in Theano's optimizer DB; registering still works, once."""
+    from theano.compile import optdb
+    from lasagne_tagger.conv_op import _FUSION, register_bias_relu_fusion
+    theano.compile.mode.get_default_mode().excluding(_FUSION).optimizer
+    register_bias_relu_fusion()
+    register_bias_relu_fusion()
+    assert len(optdb.__db__[_FUSION]) == 1
+    assert _FUSION in optdb.__position__
