@@ -2,7 +2,23 @@
 import json
 import os
 import platform
+import sys
 import time
+
+
+def prepare_process():
+    """Set a benchmark process up as the package's programs run: the
+    repository importable, ``floatX=float32`` Theano flags
+    (``run.base_theano_flags``) and the package's ``malloc`` settings.
+    Returns the benchmarks folder."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    sys.path.insert(0, os.path.dirname(here))
+    sys.path.insert(0, here)
+    import run
+    os.environ['THEANO_FLAGS'] = run.base_theano_flags()   # float32
+    from lasagne_tagger import allocator
+    allocator.tune()      # as the package's own compiled functions run
+    return here
 
 
 def write_result(result, out):

@@ -8,7 +8,6 @@ GFLOP/s per layer to ``benchmarks/results/conv_layers.json``.
 import argparse
 import json
 import os
-import sys
 import time
 
 # (name, input channels, image size, filters, kernel, stride, pad): every
@@ -89,15 +88,9 @@ def measure(batch, repeats, log=print):
 
 def main(argv=None):
     args = opts_parser().parse_args(argv)
-    here = os.path.dirname(os.path.abspath(__file__))
-    sys.path.insert(0, os.path.dirname(here))
-    sys.path.insert(0, here)
-    import run
-    os.environ['THEANO_FLAGS'] = run.base_theano_flags()   # float32
-    from lasagne_tagger import allocator
-    allocator.tune()
+    from common import prepare_process, write_result
+    here = prepare_process()
     result = measure(args.batch, args.repeats)
-    from common import write_result
     write_result(result, args.out or os.path.join(here, 'results',
                                                   'conv_layers.json'))
 

@@ -13,6 +13,9 @@ Theano's ``CorrMM``.
 ``--compare concat``: inception outputs rectified straight into the
 concatenation (:func:`lasagne_tagger.layers.ConcatLayer`) against a
 ``BiasReLU`` per branch and Theano's ``Join``.
+``--compare epilogue``: a layer's bias and rectifier inside the
+convolution's loop in the compiled forward graph
+(:func:`lasagne_tagger.conv_op.fuse_bias_relu`) against a ``BiasReLU``.
 
 Compiles a forward pass and an SGD training step (learning rate 0, so the
 weights stay equal) for each, checks they compute the same outputs, and
@@ -26,7 +29,6 @@ Writes ``benchmarks/results/<compare>.json``.
 import argparse
 import json
 import os
-import sys
 import time
 
 
@@ -151,16 +153,10 @@ def measure(compare, image_size, width, batches, repeats, log=print):
 
 def main(argv=None):
     args = opts_parser().parse_args(argv)
-    here = os.path.dirname(os.path.abspath(__file__))
-    sys.path.insert(0, os.path.dirname(here))
-    sys.path.insert(0, here)
-    import run
-    os.environ['THEANO_FLAGS'] = run.base_theano_flags()   # float32
-    from lasagne_tagger import allocator
-    allocator.tune()      # as the package's own compiled functions run
+    from common import prepare_process, write_result
+    here = prepare_process()
     result = measure(args.compare, args.image_size, args.width,
                      args.batches or [8, 32], args.repeats)
-    from common import write_result
     write_result(result, args.out or os.path.join(
         here, 'results', args.compare + '.json'))
 

@@ -50,11 +50,12 @@ from .c_support import alloc_output, cache_version
 __all__ = ['CorrGemm', 'CorrGemmGradInputs', 'CorrGemmGradWeights',
            'UNFOLD_BYTES', 'fuse_bias_relu', 'register_bias_relu_fusion']
 
-# note: measured on GoogLeNet's layers (2 cores, float32, b8): in 2 MiB
-# blocks the forward conv1 (7x7/2, 7.4 MB unfolded an image) runs at ~155
-# GFLOP/s instead of ~105 and conv2/3x3 (7.2 MB) at ~190 instead of ~165;
-# the smaller layers lose when blocked (smaller GEMMs), hence blocks only
-# above twice this size (4 MiB).  benchmarks/results/unfold.json.
+# note: measured on GoogLeNet's layers (2 cores, float32, batch 8,
+# benchmarks/conv_layers.py): in 2 MiB blocks conv1 (7x7/2, 7.4 MB unfolded
+# an image) runs 1.2x faster (forward 145 GFLOP/s instead of 123, both
+# gradients too) and conv2/3x3 (7.2 MB) 1.08-1.11x; 2.7-3.6 MB layers
+# blocked at 256-512 KiB lost up to 15% (smaller GEMMs), hence blocks only
+# above twice this size (4 MiB).
 UNFOLD_BYTES = 2 << 20
 
 
