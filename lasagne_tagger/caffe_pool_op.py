@@ -326,9 +326,13 @@ class CaffeMaxPool(_CaffePoolBase):
         z, = outputs
         windows = self._row_windows()
         rows = self._row_pass().replace('dtype_T', 'dtype_%s' % x)
-        loop = plane_loop(self.openmp, [('dtype_%s' % z, 'rm', 'H * OW + 1')],
-                          _FORWARD_PLANE_SAME if self._same()
-                          else _FORWARD_PLANE)
+        scratch = [('dtype_%s' % z, 'rm', 'H * OW + 1')]
+        loop = plane_loop(self.openmp, scratch, _FORWARD_PLANE)
+        if self._same():
+            # an empty plane still has one (-inf) output: the general loop
+            loop = ('        if (H > 0 && W > 0) {\n'
+                    + plane_loop(self.openmp, scratch, _FORWARD_PLANE_SAME)
+                    + '        } else {\n' + loop + '        }\n')
         return r"""
         {
         if (PyArray_NDIM(%(x)s) != 4) {

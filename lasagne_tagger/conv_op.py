@@ -181,13 +181,14 @@ class _CorrGemmBase(OpenMPOp):
         the shape lines, the output, the per-image body (and the
         ``epilogue`` it may include), the lines after the loop and the
         per-thread scratch the loop needs."""
-        s = dict(self._sub(node), fail=sub['fail'], epilogue='')
+        s = dict(self._sub(node), fail=sub['fail'], epilogue='',
+                 empty_epilogue='')
         s.update(parts)
         s['mismatch'] = ('{ PyErr_SetString(PyExc_ValueError, "%s: shape '
                          'mismatch"); LT_RELEASE %s; }'
                          % (s['op'], sub['fail']))
-        for k in ('epilogue', 'scratch', 'scratch_missing', 'scratch_free',
-                  'body'):
+        for k in ('epilogue', 'empty_epilogue', 'scratch', 'scratch_missing',
+                  'scratch_free', 'body'):
             s[k] = s[k] % s
         return (_PROLOGUE + parts['shapes'] + _OUTPUT + _LOOP
                 + parts['after'] + _EPILOGUE) % s
@@ -323,6 +324,7 @@ _LOOP = r"""
             %(set_blas)s(saved_blas_threads);
         } else {
             PyArray_FILLWBYTE(%(out)s, 0);   /* empty sums */
+            %(empty_epilogue)s
         }
 """
 _EPILOGUE = r"""
@@ -424,6 +426,8 @@ class CorrGemm(_CorrGemmBase):
         return self._c_code(node, sub, dict(
             _WITH_WEIGHTS, a=x, b=w, out=outputs[0], name=name,
             epilogue=_BIAS_RELU if bias else '',
+            # no channels (K == 0): the sums are empty, y = rectify(b)
+            empty_epilogue=_BIAS_RELU_EMPTY if bias else '',
             shapes=(r"""
         const npy_intp M_ = PyArray_DIMS(%(bias)s)[0];
         const char* bias_ = PyArray_BYTES(%(bias)s);
@@ -453,7 +457,8 @@ class CorrGemm(_CorrGemmBase):
                     if (colt) lt_im2col_%(name)s(xn, C, H, W, OH, OW,
                                                  (int)oh0, (int)oh1, colt);
                     %(gemm)s(&NT, &NT, &Pb, &Mi, &Ki, &one,
-                             colt ? colt : xn, &Pb, wd, &Ki, &zero,
+                             colt ? colt : xn + oh0 * OW, colt ? &Pb : &Pi,
+                             wd, &Ki, &zero,
                              yn + oh0 * OW, &Pi);
                     %(epilogue)s
                 }
@@ -471,6 +476,14 @@ _BIAS_RELU = r"""
                             yb[p] = (%(ctype)s)0.5 * (v + (%(ctype)s)fabs(v));
                         }
                     }
+"""
+# ... and on the whole zero-filled output when the sums are empty
+_BIAS_RELU_EMPTY = r"""
+            for (npy_intp n = 0; n < N; ++n) {
+                %(ctype)s* yn = (%(ctype)s*)PyArray_DATA(%(out)s) + n * M * P;
+                const npy_intp oh0 = 0, Pb = P;
+""" + _BIAS_RELU + r"""
+            }
 """
 
 
@@ -547,8 +560,8 @@ class CorrGemmGradInputs(_CorrGemmBase):
                     const npy_intp oh1 = oh0 + rb < OH ? oh0 + rb : OH;
                     int Pb = (int)((oh1 - oh0) * OW);
                     %(gemm)s(&NT, &TR, &Pb, &Ki, &Mi, &one, gn + oh0 * OW,
-                             &Pi, wd, &Ki, &zero, colt ? colt : out,
-                             colt ? &Pb : &Pi);
+                             &Pi, wd, &Ki, &zero,
+                             colt ? colt : out + oh0 * OW, colt ? &Pb : &Pi);
                     if (colt) lt_col2im_%(name)s(colt, C, H, W, OH, OW,
                                                  (int)oh0, (int)oh1, out);
                 }

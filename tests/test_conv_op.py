@@ -116,6 +116,30 @@ def test_row_blocks_compute_the_same_sums(kernel, stride, pad, shape,
                                    atol=1e-5 * np.abs(whole).max(initial=0))
 
 
+def test_blocks_of_several_rows_with_a_shorter_last_one():
+    """5 output rows in blocks of 2, 2 and 1 (``unfold_bytes`` of two
+    unfolded rows): the unblocked op's outputs and gradients."""
+    (kh, kw), stride, pad, (n, c, m, h, wd) = GEOMETRIES[2]   # 5x5, 5 rows
+    row_bytes = 4 * c * kh * kw * wd
+    rng = np.random.RandomState(7)
+    x = rng.randn(n, c, h, wd).astype('float32')
+    w = rng.randn(m, c, kh, kw).astype('float32')
+    proj = rng.randn(n, m, h, wd).astype('float32')
+    xs, ws = T.tensor4('x', 'float32'), T.tensor4('w', 'float32')
+    ps = T.tensor4('proj', 'float32')
+    results = []
+    for b in (2 * row_bytes, None):
+        op = CorrGemm((kh, kw), stride, pad, flip=True, unfold_bytes=b)
+        y = op(xs, ws)
+        results.append(theano.function(
+            [xs, ws, ps], [y] + T.grad((y * ps).sum(), [xs, ws]))(
+                x, w, proj))
+    assert 4 * c * kh * kw * h * wd > 2 * 2 * row_bytes   # it does block
+    for blocked, whole in zip(*results):
+        np.testing.assert_allclose(blocked, whole, rtol=1e-5,
+                                   atol=1e-5 * np.abs(whole).max())
+
+
 @pytest.mark.parametrize('geometry', [
     (3, 224, 64, 7, 2, 3),    # conv1/7x7_s2: 7.4 MB unfolded an image
     (64, 56, 192, 3, 1, 1)])  # conv2/3x3: 7.2 MB
@@ -276,13 +300,38 @@ def test_bias_relu_op_checks_its_inputs():
         T.grad(op(x, w, b).sum(), w)
 
 
+def test_bias_relu_of_no_channels_is_the_rectified_bias():
+    """No input channels: every sum is empty, so y = rectify(b), as the
+    unfused graph and the NumPy perform give."""
+    x, w, b = T.tensor4('x'), T.tensor4('w'), T.vector('b')
+    data = (np.zeros((2, 0, 4, 4), x.dtype), np.zeros((3, 0, 3, 3), x.dtype),
+            np.array([1.0, -2.0, 0.5], x.dtype))
+    want = np.maximum(data[2], 0)[None, :, None, None] * np.ones((2, 3, 2, 2))
+    for mode in (None, PY):
+        got = theano.function([x, w, b], CorrGemm(3, 1, 0, bias_relu=True)(
+            x, w, b), mode=mode)(*data)
+        np.testing.assert_array_equal(got, want)
+
+
 def test_fusion_registers_after_a_query_named_it():
     """``mode.excluding(name)`` before registration leaves an empty tag of
-    that name in Theano's optimizer DB; registering still works, once."""
-    from theano.compile import optdb
-    from lasagne_tagger.conv_op import _FUSION, register_bias_relu_fusion
-    theano.compile.mode.get_default_mode().excluding(_FUSION).optimizer
-    register_bias_relu_fusion()
-    register_bias_relu_fusion()
-    assert len(optdb.__db__[_FUSION]) == 1
-    assert _FUSION in optdb.__position__
+    that name in Theano's optimizer DB; registering still works, once (in
+    a fresh process: here earlier tests may have registered it)."""
+    import subprocess
+    import sys
+    code = (
+        'import lasagne_tagger, theano\n'
+        'from theano.compile import optdb\n'
+        'from lasagne_tagger.conv_op import _FUSION, '
+        'register_bias_relu_fusion\n'
+        'theano.compile.mode.get_default_mode().excluding(_FUSION)'
+        '.optimizer\n'
+        'assert _FUSION in optdb.__db__ and not optdb.__db__[_FUSION]\n'
+        'register_bias_relu_fusion()\n'
+        'register_bias_relu_fusion()\n'
+        'assert len(optdb.__db__[_FUSION]) == 1\n'
+        'assert _FUSION in optdb.__position__\n'
+        'print("ok")\n')
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True,
+                         text=True)
+    assert out.returncode == 0 and out.stdout.strip() == 'ok', out.stderr

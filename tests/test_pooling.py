@@ -143,7 +143,8 @@ def test_op_keeps_the_first_of_signed_zeros_and_skips_nan(h, w, k, s, p):
     np.testing.assert_array_equal(gx, want_gx)
 
 
-def test_op_with_openmp_equals_without():
+@pytest.mark.parametrize('k, s, p', [(3, 2, 0), (3, 1, 1)])
+def test_op_with_openmp_equals_without(k, s, p):
     import theano
     import theano.tensor as T
     from lasagne_tagger.caffe_pool_op import CaffeMaxPool
@@ -152,7 +153,7 @@ def test_op_with_openmp_equals_without():
     x = T.tensor4()
     outs = []
     for openmp in (False, True):
-        z = CaffeMaxPool(3, 2, 0, openmp=openmp)(x)
+        z = CaffeMaxPool(k, s, p, openmp=openmp)(x)
         outs.append(theano.function([x], [z, T.grad((z ** 2).sum(), x)])(
             data))
     for a, b in zip(*outs):
@@ -176,3 +177,20 @@ def test_bad_implementation_name_is_an_error():
     with pytest.raises(ValueError, match='graph'):
         CaffeMaxPool2DLayer(lasagne.layers.InputLayer((1, 1, 4, 4)), 3, 2,
                             impl='cudnn')
+
+
+@pytest.mark.parametrize('shape', [(2, 3, 0, 5), (2, 3, 4, 0)])
+def test_same_pooling_of_empty_planes_is_minus_infinity(shape):
+    """An empty plane still has one output (Caffe's length formula gives
+    at least 1), which no window fills: -inf, as in the NumPy perform."""
+    import theano
+    import theano.tensor as T
+    from lasagne_tagger.caffe_pool_op import CaffeMaxPool
+    x = T.tensor4()
+    data = np.zeros(shape, theano.config.floatX)
+    z = CaffeMaxPool(3, 1, 1)(x)
+    PY = theano.Mode(linker='py', optimizer='fast_compile')
+    got = theano.function([x], z)(data)
+    want = theano.function([x], z, mode=PY)(data)
+    assert got.shape == want.shape
+    assert np.all(np.isneginf(got)) and np.all(np.isneginf(want))
