@@ -70,12 +70,11 @@ def _compile(variant, image_size, width):
     import theano
     import theano.tensor as T
     import run
-    from lasagne_tagger import googlenet, layers
+    from lasagne_tagger import conv_op, googlenet, layers
     pool_impl, which_layers = variant[:2]
     mode = theano.compile.mode.get_default_mode()
     if len(variant) > 2:
         mode = mode.excluding(variant[2])
-    from lasagne_tagger import conv_op
     saved = layers._conv_class, layers._lrn_class, layers._concat_class
     unfold_bytes = conv_op.UNFOLD_BYTES
     try:

@@ -73,6 +73,14 @@ class _CaffePoolBase(OpenMPOp):
         shape, pooled by :func:`_same_plane`."""
         return self.stride == 1 and 2 * self.pad == self.pool - 1
 
+    def _same_windows(self):
+        """Format values of :func:`_same_plane`'s C lines: the pool, the
+        padding, and the clipped windows ``[lo, hi)`` of column ``c`` and
+        row ``oh``."""
+        return dict(k=self.pool, p=self.pad,
+                    col_window=self._window('c', 'lo', 'hi', 'W'),
+                    row_window=self._window('oh', 'lo', 'hi', 'H'))
+
     def _row_windows(self):
         """C lines setting ``[hs, he)``, output row ``oh``'s input rows."""
         return self._window('oh', 'hs', 'he', 'H')
@@ -205,9 +213,7 @@ _SAME_PASSES = r"""
                         c = W - %%(p)d - 1;
                         continue;
                     }
-                    npy_intp lo = c - %%(p)d, hi = c - %%(p)d + %%(k)d;
-                    if (lo < 0) lo = 0;
-                    if (hi > W) hi = W;
+                    %%(col_window)s
                     %(start)s
                     for (npy_intp q = r * W + lo; q < r * W + hi; ++q) {
                         const dtype_%%(x)s v = xp[q];
@@ -229,9 +235,7 @@ _SAME_PASSES = r"""
                     oh = H - %%(p)d - 1;
                     continue;
                 }
-                npy_intp lo = oh - %%(p)d, hi = oh - %%(p)d + %%(k)d;
-                if (lo < 0) lo = 0;
-                if (hi > H) hi = H;
+                %%(row_window)s
                 for (npy_intp c = 0; c < W; ++c) {
                     %(start)s
                     for (npy_intp q = lo * W + c; q < hi * W + c; q += W) {
@@ -364,7 +368,7 @@ class CaffeMaxPool(_CaffePoolBase):
         """ % dict(x=x, z=z, fail=sub['fail'], k=self.pool, s=self.stride,
                    p=self.pad,
                    loop=loop % dict(x=x, z=z, rows=rows, windows=windows,
-                                    k=self.pool, p=self.pad),
+                                    **self._same_windows()),
                    alloc=alloc_output(z, 4, 'dims', 'xc', 'Py_DECREF(xc);',
                                       sub['fail']))
 
@@ -413,8 +417,9 @@ class CaffeMaxPoolGrad(_CaffePoolBase):
                 ('npy_intp', 'oa', index)], _GRAD_PLANE_SAME)
         else:
             loop = plane_loop(self.openmp, [], _GRAD_PLANE)
-        loop %= dict(x=x, gz=gz, gx=gx, windows=windows, k=self.pool,
-                     p=self.pad, cols=self._window('ow', 'ws', 'we', 'W'))
+        loop %= dict(x=x, gz=gz, gx=gx, windows=windows,
+                     cols=self._window('ow', 'ws', 'we', 'W'),
+                     **self._same_windows())
         return r"""
         {
         PyArrayObject* xc = PyArray_GETCONTIGUOUS(%(x)s);

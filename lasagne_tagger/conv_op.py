@@ -270,6 +270,14 @@ _COL2IM = _tap_loop(
     'for (int ow = lo; ow < hi; ++ow) row[ow * %(sw)d] += cp[ow];')
 
 
+# the start of a per-image body's loop over its blocks of rb output rows,
+# [oh0, oh1): Pb columns of the image's P
+_ROW_BLOCKS = r"""
+                for (npy_intp oh0 = 0; oh0 < OH; oh0 += rb) {
+                    const npy_intp oh1 = oh0 + rb < OH ? oh0 + rb : OH;
+                    int Pb = (int)((oh1 - oh0) * OW);
+"""
+
 # C lines shared by the three ops: contiguous copies of the inputs a and b
 # (released by LT_RELEASE), then the op's shape lines (setting N, C, H, W,
 # M, OH, OW and dims, the output shape), then the output.
@@ -451,10 +459,7 @@ class CorrGemm(_CorrGemmBase):
                                 + n * M * P;
                 /* column-major: y[n] (P x M) = col (P x K) * W (K x M),
                    a GEMM per block of rows */
-                for (npy_intp oh0 = 0; oh0 < OH; oh0 += rb) {
-                    const npy_intp oh1 = oh0 + rb < OH ? oh0 + rb : OH;
-                    int Pb = (int)((oh1 - oh0) * OW);
-                    if (colt) lt_im2col_%(name)s(xn, C, H, W, OH, OW,
+""" + _ROW_BLOCKS + r"""                    if (colt) lt_im2col_%(name)s(xn, C, H, W, OH, OW,
                                                  (int)oh0, (int)oh1, colt);
                     %(gemm)s(&NT, &NT, &Pb, &Mi, &Ki, &one,
                              colt ? colt : xn + oh0 * OW, colt ? &Pb : &Pi,
@@ -556,10 +561,7 @@ class CorrGemmGradInputs(_CorrGemmBase):
                    direct, col is the input gradient itself */
                 if (colt)
                     for (npy_intp i = 0; i < C * H * W; ++i) out[i] = 0;
-                for (npy_intp oh0 = 0; oh0 < OH; oh0 += rb) {
-                    const npy_intp oh1 = oh0 + rb < OH ? oh0 + rb : OH;
-                    int Pb = (int)((oh1 - oh0) * OW);
-                    %(gemm)s(&NT, &TR, &Pb, &Ki, &Mi, &one, gn + oh0 * OW,
+""" + _ROW_BLOCKS + r"""                    %(gemm)s(&NT, &TR, &Pb, &Ki, &Mi, &one, gn + oh0 * OW,
                              &Pi, wd, &Ki, &zero,
                              colt ? colt : out + oh0 * OW, colt ? &Pb : &Pi);
                     if (colt) lt_col2im_%(name)s(colt, C, H, W, OH, OW,
@@ -623,10 +625,7 @@ class CorrGemmGradWeights(_CorrGemmBase):
                                       + n * M * P;
                 /* column-major: local (K x M) += col^T (K x P) * gy[n]
                    (P x M), a GEMM per block of rows */
-                for (npy_intp oh0 = 0; oh0 < OH; oh0 += rb) {
-                    const npy_intp oh1 = oh0 + rb < OH ? oh0 + rb : OH;
-                    int Pb = (int)((oh1 - oh0) * OW);
-                    if (colt) lt_im2col_%(name)s(xn, C, H, W, OH, OW,
+""" + _ROW_BLOCKS + r"""                    if (colt) lt_im2col_%(name)s(xn, C, H, W, OH, OW,
                                                  (int)oh0, (int)oh1, colt);
                     %(gemm)s(&TR, &NT, &Ki, &Mi, &Pb, &one,
                              colt ? colt : xn + oh0 * OW, colt ? &Pb : &Pi,

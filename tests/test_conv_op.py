@@ -28,12 +28,17 @@ GEOMETRIES = [  # kernel, stride, pad, (N, C, M, H, W)
 ]
 
 
+def _with_grads(y, x, w, proj):
+    """``y`` and the gradients of ``sum(y * proj)`` for ``x`` and ``w``."""
+    return [y] + T.grad((y * proj).sum(), [x, w])
+
+
 def _functions(kernel, stride, pad, dtype, openmp, flip=False):
     x, w = T.tensor4('x', dtype), T.tensor4('w', dtype)
     proj = T.tensor4('proj', dtype)
 
     def outputs(y):
-        return [y] + T.grad((y * proj).sum(), [x, w])
+        return _with_grads(y, x, w, proj)
     ref = theano.function([x, w, proj], outputs(T.nnet.conv2d(
         x, w, border_mode=pad, subsample=stride, filter_flip=flip)))
     ours = outputs(CorrGemm(kernel, stride, pad, flip=flip,
@@ -108,7 +113,7 @@ def test_row_blocks_compute_the_same_sums(kernel, stride, pad, shape,
         y = CorrGemm(kernel, stride, pad, flip=True, openmp=True,
                      unfold_bytes=b)(xs, ws)
         results.append(theano.function(
-            [xs, ws, ps], [y] + T.grad((y * ps).sum(), [xs, ws]))(
+            [xs, ws, ps], _with_grads(y, xs, ws, ps))(
                 x, w, proj))
     for blocked, whole in zip(*results):
         assert blocked.shape == whole.shape
@@ -132,7 +137,7 @@ def test_blocks_of_several_rows_with_a_shorter_last_one():
         op = CorrGemm((kh, kw), stride, pad, flip=True, unfold_bytes=b)
         y = op(xs, ws)
         results.append(theano.function(
-            [xs, ws, ps], [y] + T.grad((y * ps).sum(), [xs, ws]))(
+            [xs, ws, ps], _with_grads(y, xs, ws, ps))(
                 x, w, proj))
     assert 4 * c * kh * kw * h * wd > 2 * 2 * row_bytes   # it does block
     for blocked, whole in zip(*results):
@@ -162,7 +167,7 @@ def test_googlenets_blocked_layers_match_corrmm(geometry):
     for y in (op(xs, ws), T.nnet.conv2d(xs, ws, border_mode=(pad, pad),
                                          subsample=(stride, stride))):
         results.append(theano.function(
-            [xs, ws, ps], [y] + T.grad((y * ps).sum(), [xs, ws]))(
+            [xs, ws, ps], _with_grads(y, xs, ws, ps))(
                 x, w, proj))
     (ours, ours_gx, ours_gw), (ref, ref_gx, ref_gw) = results
     if 'openblas' in theano.config.blas.ldflags:
