@@ -8,6 +8,8 @@ RUNTIME = [
     'Theano==1.0.5',
     'Lasagne==0.1',
     'numpy==1.23.5',
+    # the BLAS every C module links (lasagne_tagger/blas.py says why)
+    'scipy-openblas32==0.3.34.481.3',
     'scipy==1.15.3',
     'pillow==13.0.0',
     'h5py==3.16.0',

@@ -74,10 +74,11 @@ def main(argv=None):
     args = opts_parser().parse_args(argv)
     sys.path.insert(0, os.path.dirname(os.path.dirname(
         os.path.abspath(__file__))))
-    from lasagne_tagger import compat
+    from lasagne_tagger import blas
     configs = [('numpy', '')]
-    if compat.openblas_available():
-        configs.append(('openblas', '-lopenblas'))
+    bundled, _ = blas.find_bundled()
+    if bundled is not None:
+        configs.append((blas.DISTRIBUTION, blas.bundled_ldflags(bundled)))
     results = {'machine': {'cpus': os.cpu_count(),
                            'processor': platform.processor(),
                            'python': platform.python_version()},

@@ -8,12 +8,14 @@ or ``lasagne``; the package's ``__init__`` calls it, so importing any
 1. **BLAS flags** (``blas``).  Theano computes the default of
    ``blas.ldflags`` from ``numpy.distutils.__config__.blas_opt_info``, which
    NumPy builds made with Meson no longer have: ``import theano`` then dies
-   with ``AttributeError``.  When that attribute is missing *and* the user
-   has not set ``blas.ldflags`` in ``THEANO_FLAGS`` or a ``.theanorc`` file,
-   we append ``blas.ldflags=<value>`` to ``THEANO_FLAGS``: ``-lopenblas``
-   where the OpenBLAS development library is installed (measured faster, see
-   ``benchmarks/results``), else the empty string, with which Theano falls
-   back to NumPy's own BLAS.
+   with ``AttributeError``; and where NumPy still has it, it names whatever
+   BLAS NumPy was built against, often a system library a fresh machine
+   lacks.  When the user has not set ``blas.ldflags`` in ``THEANO_FLAGS``
+   or a ``.theanorc`` file, we append ``blas.ldflags=<value>`` to
+   ``THEANO_FLAGS``: the pinned scipy-openblas32 from PyPI
+   (:mod:`lasagne_tagger.blas` says why that one and how it is linked),
+   or the empty string if it is not installed, with which Theano falls back
+   to NumPy's own BLAS (said in one line before the first compile).
 2. **downsample module** (``downsample``).  Lasagne 0.1 does
    ``from theano.tensor.signal import downsample``, a module removed in
    Theano 0.9.  A meta-path finder placed *last* on ``sys.meta_path``
@@ -55,12 +57,11 @@ import importlib.abc
 import importlib.machinery
 import os
 import shlex
-import subprocess
 import sys
 import types
 
 __all__ = ['apply', 'applied', 'user_theano_flag', 'user_blas_ldflags',
-           'add_theano_flag', 'openblas_available',
+           'add_theano_flag', 'numpy_has_blas_info',
            'pool_2d_adapter', 'hash_seed_varies',
            'stable_c_code_cache_version', 'versioned_empty_props']
 
@@ -143,30 +144,13 @@ def numpy_has_blas_info():
     return hasattr(np_config, 'blas_opt_info')
 
 
-def openblas_available():
-    """True if the C compiler can link ``-lopenblas`` (Debian libopenblas-dev)."""
-    try:
-        found = subprocess.run(
-            ['gcc', '-print-file-name=libopenblas.so'], capture_output=True,
-            text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return False
-    return os.path.isabs(found) and os.path.exists(found)
-
-
-def default_blas_ldflags():
-    """The ``blas.ldflags`` we use when the user set none."""
-    # note: -lopenblas measured faster than NumPy's BLAS fallback on
-    # GoogLeNet forward and training (benchmarks/results/blas.json).
-    return '-lopenblas' if openblas_available() else ''
-
-
 def _patch_blas(environ):
     if 'theano' in sys.modules:
         return None        # too late to change flags; Theano is configured
-    if user_blas_ldflags(environ) is not None or numpy_has_blas_info():
+    if user_blas_ldflags(environ) is not None:
         return None
-    value = default_blas_ldflags()
+    from .blas import default_ldflags
+    value, _ = default_ldflags()
     add_theano_flag(environ, 'blas.ldflags', value)
     return value
 

@@ -115,7 +115,7 @@ class _CorrGemmBase(OpenMPOp):
             'mkl' if 'mkl' in flags else ''
 
     def c_support_code(self):
-        code = blas_headers.blas_header_text()
+        code = blas_headers.blas_header_text() + _MUTABLE
         if self._blas_type() == 'openblas':
             code += blas_headers.openblas_threads_text()
         elif self._blas_type() == 'mkl':
@@ -193,6 +193,16 @@ class _CorrGemmBase(OpenMPOp):
         return (_PROLOGUE + parts['shapes'] + _OUTPUT + _LOOP
                 + parts['after'] + _EPILOGUE) % s
 
+
+# The GEMMs' matrix arguments without const.  With an empty blas.ldflags
+# Theano's NumPy fallback defines sgemm_/dgemm_ with non-const A and B: a
+# C++ overload beside the declared BLAS function, which only a call with
+# non-const pointers reaches (a const call would need the BLAS symbol).
+_MUTABLE = r"""
+template <typename T> static inline T* lt_mut(const T* p)
+{ return const_cast<T*>(p); }
+#define LT_MUT(p) lt_mut(p)
+"""
 
 # Row-by-row unfolding (im2col) and folding back (col2im, adding), for one
 # image of C planes H x W into/from K = C*kh*kw rows of OH*OW columns.  For
@@ -462,8 +472,8 @@ class CorrGemm(_CorrGemmBase):
 """ + _ROW_BLOCKS + r"""                    if (colt) lt_im2col_%(name)s(xn, C, H, W, OH, OW,
                                                  (int)oh0, (int)oh1, colt);
                     %(gemm)s(&NT, &NT, &Pb, &Mi, &Ki, &one,
-                             colt ? colt : xn + oh0 * OW, colt ? &Pb : &Pi,
-                             wd, &Ki, &zero,
+                             LT_MUT(colt ? colt : xn + oh0 * OW),
+                             colt ? &Pb : &Pi, LT_MUT(wd), &Ki, &zero,
                              yn + oh0 * OW, &Pi);
                     %(epilogue)s
                 }
@@ -561,8 +571,8 @@ class CorrGemmGradInputs(_CorrGemmBase):
                    direct, col is the input gradient itself */
                 if (colt)
                     for (npy_intp i = 0; i < C * H * W; ++i) out[i] = 0;
-""" + _ROW_BLOCKS + r"""                    %(gemm)s(&NT, &TR, &Pb, &Ki, &Mi, &one, gn + oh0 * OW,
-                             &Pi, wd, &Ki, &zero,
+""" + _ROW_BLOCKS + r"""                    %(gemm)s(&NT, &TR, &Pb, &Ki, &Mi, &one,
+                             LT_MUT(gn + oh0 * OW), &Pi, LT_MUT(wd), &Ki, &zero,
                              colt ? colt : out + oh0 * OW, colt ? &Pb : &Pi);
                     if (colt) lt_col2im_%(name)s(colt, C, H, W, OH, OW,
                                                  (int)oh0, (int)oh1, out);
@@ -628,8 +638,9 @@ class CorrGemmGradWeights(_CorrGemmBase):
 """ + _ROW_BLOCKS + r"""                    if (colt) lt_im2col_%(name)s(xn, C, H, W, OH, OW,
                                                  (int)oh0, (int)oh1, colt);
                     %(gemm)s(&TR, &NT, &Ki, &Mi, &Pb, &one,
-                             colt ? colt : xn + oh0 * OW, colt ? &Pb : &Pi,
-                             gn + oh0 * OW, &Pi, first[t] ? &zero : &one,
+                             LT_MUT(colt ? colt : xn + oh0 * OW),
+                             colt ? &Pb : &Pi, LT_MUT(gn + oh0 * OW), &Pi,
+                             first[t] ? &zero : &one,
                              local + t * M * K, &Ki);
                     first[t] = 0;
                 }

@@ -47,7 +47,7 @@ import pickle
 import sys
 import warnings
 
-from . import allocator
+from . import allocator, blas
 
 __all__ = ['function', 'graph_key', 'cache_dir', 'DISABLE_ENV']
 
@@ -405,10 +405,12 @@ def function(inputs, outputs, updates=None, **options):
 
     Notes
     -----
-    Applies :func:`lasagne_tagger.allocator.tune` first: the package's
-    ``malloc`` settings take effect once it compiles a function.
+    Checks first that the BLAS links (:func:`lasagne_tagger.blas.ensure_usable`,
+    once a process) and applies :func:`lasagne_tagger.allocator.tune`: the
+    package's ``malloc`` settings take effect once it compiles a function.
     """
     import theano
+    blas.ensure_usable(theano.config.blas.ldflags)
     allocator.tune()
     pairs = list(updates.items() if hasattr(updates, 'items')
                  else updates or [])

@@ -14,7 +14,11 @@ always wins.  Like ``compat``, nothing here imports Theano, and the package's
     Measured on the 2-core reference machine (``benchmarks/flags.py``,
     ``benchmarks/results/flags.json``): GoogLeNet forward x1.19-1.32,
     training x1.44-1.47, same results (the faithfulness tests run with it).
-    Not set on a one-core machine, where OpenMP only adds overhead.
+    Not set on a one-core machine, where OpenMP only adds overhead, nor
+    without a BLAS (``blas.ldflags`` empty): Theano's ``CorrMM`` then calls
+    its NumPy fallback GEMM, which uses the Python C-API, from OpenMP
+    threads, and the process aborts ("PyEval_SaveThread: the function must
+    be called with the GIL held", seen with Theano 1.0.5).
 
 ``openmp_elemwise_minsize=20000``
     With OpenMP on, Theano runs an element-wise op on several threads only
@@ -59,7 +63,10 @@ def apply(environ=None):
             or _cpu_count(environ) < 2):
         return {}
     added = {}
+    no_blas = not (user_theano_flag('blas.ldflags', environ) or '').strip()
     for name, value in SPEED_DEFAULTS:
+        if no_blas and name == 'openmp':
+            continue
         if user_theano_flag(name, environ) is None:
             add_theano_flag(environ, name, value)
             added[name] = value

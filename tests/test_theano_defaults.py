@@ -48,6 +48,8 @@ def test_user_minsize_is_respected(cores, tmp_path):
 @pytest.mark.parametrize('env', [
     {'THEANO_FLAGS': 'floatX=float32,openmp=False'},
     {'THEANO_FLAGS': 'openmp=False'},
+    # no BLAS: Theano's CorrMM would call the NumPy fallback from threads
+    {'THEANO_FLAGS': 'blas.ldflags='},
     {'LASAGNE_TAGGER_NO_DEFAULTS': '1'},
     {'OMP_NUM_THREADS': '1'},
 ])
