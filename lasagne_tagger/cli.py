@@ -167,6 +167,8 @@ def _cmd_tag(args):
 
 
 def _cmd_demo(args):
+    from .theano_defaults import prefer_float32
+    prefer_float32()          # before Theano is imported; a user's floatX wins
     from .demo import run_demo
     run_demo(args.out, data=args.data, epochs=args.epochs,
              progress=not args.quiet)

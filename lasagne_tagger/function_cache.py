@@ -45,9 +45,10 @@ import hashlib
 import os
 import pickle
 import sys
+import time
 import warnings
 
-from . import allocator, blas
+from . import allocator, blas, timing
 
 __all__ = ['function', 'graph_key', 'cache_dir', 'DISABLE_ENV']
 
@@ -409,6 +410,13 @@ def function(inputs, outputs, updates=None, **options):
     once a process) and applies :func:`lasagne_tagger.allocator.tune`: the
     package's ``malloc`` settings take effect once it compiles a function.
     """
+    start = time.time()
+    fn = _function(inputs, outputs, updates, options)
+    timing.record_function(time.time() - start, fn.from_cache)
+    return fn
+
+
+def _function(inputs, outputs, updates, options):
     import theano
     blas.ensure_usable(theano.config.blas.ldflags)
     allocator.tune()

@@ -479,6 +479,32 @@ def _clear_previous(root):
             os.rmdir(split_dir)
 
 
+def _render_folder(task):
+    """Render one class folder of one split (each image from its own
+    seed, so any order of folders gives the same files)."""
+    root, split, cls, count, size, seed = task
+    folder = os.path.join(root, split, cls)
+    for i in range(count):
+        rng = np.random.default_rng(_image_seed(seed, split, cls, i))
+        render_garment(cls, size, rng).save(
+            os.path.join(folder, '%04d.png' % i), format='PNG')
+    return split, cls, count
+
+
+def _map_tasks(fn, tasks):
+    """``fn`` over ``tasks`` in order, on every CPU this process may use
+    (worker processes; one CPU: in this process)."""
+    try:
+        workers = min(len(os.sched_getaffinity(0)), len(tasks))
+    except (AttributeError, OSError):
+        workers = min(os.cpu_count() or 1, len(tasks))
+    if workers < 2:
+        return [fn(t) for t in tasks]
+    import multiprocessing
+    with multiprocessing.get_context('fork').Pool(workers) as pool:
+        return pool.map(fn, tasks, chunksize=1)
+
+
 def render_dataset(root, per_class=None, size=DEFAULT_SIZE, seed=0,
                    progress=False):
     """Render the synthetic apparel dataset into the folder ``root``.
@@ -531,16 +557,13 @@ def render_dataset(root, per_class=None, size=DEFAULT_SIZE, seed=0,
         os.makedirs(root, exist_ok=True)
         # Marks a render in progress, so an interrupted one can be redone.
         open(os.path.join(root, _MARKER), 'w').close()
+        tasks = [(root, split, cls, count, size, seed)
+                 for split, count in per_class.items() for cls in CLASSES]
         for split, count in per_class.items():
             for cls in CLASSES:
-                folder = os.path.join(root, split, cls)
-                os.makedirs(folder, exist_ok=True)
-                for i in range(count):
-                    rng = np.random.default_rng(
-                        _image_seed(seed, split, cls, i))
-                    render_garment(cls, size, rng).save(
-                        os.path.join(folder, '%04d.png' % i), format='PNG')
-            if progress:
+                os.makedirs(os.path.join(root, split, cls), exist_ok=True)
+        for split, cls, count in _map_tasks(_render_folder, tasks):
+            if progress and cls == CLASSES[-1]:
                 print('synthetic: rendered %s, %d images of each of %d '
                       'classes (%dx%d)' % (split, count, len(CLASSES), size,
                                            size), file=sys.stderr)

@@ -171,35 +171,43 @@ def render_tags(crop_or_path, tags, out_path, title=None, size=None):
 
 def run_tagger_stage(out_dir, store_path, cnn_prefix, taxonomy, test_split,
                      tagger_settings=None, rotations=False, beam=None,
-                     n_composites=200, progress=True, log=print):
+                     n_composites=200, progress=True, log=print,
+                     timer=None):
     """Features -> tagger training -> tag evaluation, into ``out_dir``.
 
     Returns a dict with the tagger history, the single- and multi-garment
     tag metrics, and example images written under ``out_dir/examples``.
+    ``timer`` (a :class:`lasagne_tagger.timing.StageTimer`) times the
+    stages: extract, train tagger, tag evaluation.
     """
     import dataclasses
     from . import plots, tagger
     from .features import extract_features
+    from .timing import StageTimer
+    timer = timer or StageTimer()
 
     feats = os.path.join(out_dir, 'features.h5')
-    extract_features(cnn_prefix, store_path, feats, rotations=rotations,
-                     progress=progress)
+    with timer.stage('extract'):
+        extract_features(cnn_prefix, store_path, feats, rotations=rotations,
+                         progress=progress)
     fields = {f.name for f in dataclasses.fields(tagger.TaggerConfig)}
     settings = {k: v for k, v in (tagger_settings or {}).items()
                 if k in fields}
     config = tagger.TaggerConfig(features=feats, taxonomy=taxonomy,
                                  use_rotations=rotations, **settings)
     run_dir = os.path.join(out_dir, 'tagger')
-    history = tagger.train_tagger(config, run_dir, resume=True,
-                                  progress=progress, log=log)
+    with timer.stage('train tagger'):
+        history = tagger.train_tagger(config, run_dir, resume=True,
+                                      progress=progress, log=log)
     curve = plots.plot_tag_accuracy(
         [h['iteration'] for h in history],
         [h['val_tag_accuracy'] for h in history],
         os.path.join(run_dir, 'tag_accuracy.png'),
         title='LSTM tag accuracy (validation, teacher-forced)')
-    pipeline = Pipeline(cnn_prefix, os.path.join(run_dir, 'best'))
-    result = evaluate_tags(pipeline, store_path, test_split,
-                           n_composites=n_composites, beam=beam)
+    with timer.stage('tag evaluation'):
+        pipeline = Pipeline(cnn_prefix, os.path.join(run_dir, 'best'))
+        result = evaluate_tags(pipeline, store_path, test_split,
+                               n_composites=n_composites, beam=beam)
     examples = os.path.join(out_dir, 'examples')
     os.makedirs(examples, exist_ok=True)
     from PIL import Image

@@ -30,9 +30,10 @@ always wins.  Like ``compat``, nothing here imports Theano, and the package's
 import os
 import sys
 
+from . import parallel_compile, precompiled_header
 from .compat import add_theano_flag, user_theano_flag
 
-__all__ = ['SPEED_DEFAULTS', 'apply']
+__all__ = ['SPEED_DEFAULTS', 'apply', 'prefer_float32']
 
 # note: Theano's own defaults are openmp=False and minsize 200000; ours are
 # the fastest measured on the reference machine (see the module docstring).
@@ -53,14 +54,25 @@ def apply(environ=None):
     """Append each of :data:`SPEED_DEFAULTS` the user has not set to
     ``THEANO_FLAGS``; safe to call any number of times.
 
+    Also installs :mod:`lasagne_tagger.parallel_compile` (a function's C
+    modules compiled on every core) and :mod:`lasagne_tagger.
+    precompiled_header` (their common headers parsed once), unless
+    ``LASAGNE_TAGGER_NO_PARALLEL_COMPILE`` / ``LASAGNE_TAGGER_NO_PCH`` is
+    set.
+
     Returns the ``{flag: value}`` this call added.  Adds nothing once Theano
     is imported (too late), on one core (or ``OMP_NUM_THREADS=1``), or with
-    ``LASAGNE_TAGGER_NO_DEFAULTS`` set to a non-empty value other than ``0``.
+    ``LASAGNE_TAGGER_NO_DEFAULTS`` set to a non-empty value other than ``0``
+    (which also leaves the compile loop alone).
     """
     environ = os.environ if environ is None else environ
-    if ('theano' in sys.modules
-            or environ.get('LASAGNE_TAGGER_NO_DEFAULTS', '') not in ('', '0')
+    if (environ.get('LASAGNE_TAGGER_NO_DEFAULTS', '') not in ('', '0')
             or _cpu_count(environ) < 2):
+        return {}
+    for module in (parallel_compile, precompiled_header):
+        if environ.get(module.DISABLE_ENV, '') in ('', '0'):
+            module.install()
+    if 'theano' in sys.modules:
         return {}
     added = {}
     no_blas = not (user_theano_flag('blas.ldflags', environ) or '').strip()
@@ -71,3 +83,23 @@ def apply(environ=None):
             add_theano_flag(environ, name, value)
             added[name] = value
     return added
+
+
+def prefer_float32(environ=None):
+    """Run in ``floatX=float32`` where the user set no ``floatX``; returns
+    True if this call set it (only before Theano is imported).
+
+    For whole-pipeline runs (``lasagne-tagger demo``): float32 is what the
+    2016 system trained in on its GPU and what ports are checked at, and
+    on a CPU it halves memory and runs the 224 px network about twice as
+    fast (``benchmarks/run.py`` measures in it).  Everything else keeps
+    Theano's own default, float64, in which the tests and checkpoints are
+    exact.
+    """
+    environ = os.environ if environ is None else environ
+    if 'theano' in sys.modules or user_theano_flag('floatX', environ) \
+            is not None:
+        return False
+    add_theano_flag(environ, 'floatX', 'float32')
+    return True
+

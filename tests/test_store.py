@@ -269,6 +269,8 @@ def test_batches_stream_and_shuffle_deterministically(tmp_path, ds,
     out = tmp_path / 's.h5'
     prepare(ds, out, size=SIZE, workers=1, progress=False)
     want = _expected(ds)
+    # a split too large to hold in memory streams batch by batch
+    monkeypatch.setattr(store_mod, 'MEMORY_BYTES', 0)
     with open_store(out) as st:
         train = list(st.indices('train'))
         assert len(train) == 6
@@ -318,6 +320,38 @@ def test_batches_stream_and_shuffle_deterministically(tmp_path, ds,
             next(st.batches('train', 0))
         with pytest.raises(TaggerError, match='seed'):
             next(st.batches('train', 2, shuffle=True, seed=-1))
+
+
+def test_small_splits_are_read_once_and_served_from_memory(tmp_path, ds,
+                                                          monkeypatch):
+    out = tmp_path / 's.h5'
+    prepare(ds, out, size=SIZE, workers=1, progress=False)
+    with open_store(out) as st:
+        streamed = [(c.copy(), l.copy(), r.copy()) for c, l, r in
+                    _streamed(st, monkeypatch)]
+    with open_store(out) as st:
+        reads = []
+        real = st.read
+        monkeypatch.setattr(st, 'read', lambda rows: reads.append(
+            len(rows)) or real(rows))
+        for epoch in (0, 1):
+            got = list(st.batches('train', 4, shuffle=True, seed=3,
+                                  epoch=epoch))
+            if epoch == 0:
+                for (c, l, r), (c2, l2, r2) in zip(got, streamed):
+                    np.testing.assert_array_equal(c, c2)
+                    np.testing.assert_array_equal(l, l2)
+                    np.testing.assert_array_equal(r, r2)
+        assert reads == [6]          # the whole split, once, for both epochs
+        assert sum(len(b[2]) for b in st.batches('test', 4)) == \
+            st.count('test')
+        assert reads == [6, st.count('test')]
+
+
+def _streamed(st, monkeypatch):
+    with monkeypatch.context() as m:
+        m.setattr(store_mod, 'MEMORY_BYTES', 0)
+        return list(st.batches('train', 4, shuffle=True, seed=3, epoch=0))
 
 
 def test_wrong_files_and_versions(tmp_path, ds):
