@@ -111,6 +111,7 @@ from collections import OrderedDict
 
 import numpy as np
 
+from .atomic import describe_os_error, write_bytes
 from .errors import TaggerError
 
 __all__ = ['FORMAT', 'FORMAT_VERSION', 'GATE_ORDER', 'PEEPHOLE_ORDER',
@@ -275,11 +276,18 @@ def write_bundle(path, meta, model, arrays):
     })
     meta.setdefault('preprocessing', PREPROCESSING)
     directory = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(directory, '.%s.tmp-%d' % (os.path.basename(path),
-                                                   os.getpid()))
     try:
         os.makedirs(directory, exist_ok=True)
-        with h5py.File(tmp, 'w') as h5:
+    except OSError as exc:
+        raise TaggerError('cannot create the folder (%s)'
+                          % describe_os_error(exc), directory) from None
+    # note: the file is built in memory (HDF5's core driver) and written
+    # in one go: on a full disk HDF5 itself never sees a failed write (it
+    # then printed hundreds of errors and could crash the process); the
+    # write is a plain atomic one, whole or not at all.
+    try:
+        with h5py.File('bundle.h5', 'w', driver='core',
+                       backing_store=False) as h5:
             h5.attrs['format'] = FORMAT
             h5.attrs['format_version'] = FORMAT_VERSION
             h5.attrs['order'] = json.dumps(list(arrays))
@@ -292,11 +300,12 @@ def write_bundle(path, meta, model, arrays):
             for key, value in arrays.items():
                 _write_array(h5, key, value)
             h5.attrs['complete'] = 1
-        os.replace(tmp, path)
+            h5.flush()
+            image = h5.id.get_file_image()
     except (OSError, ValueError, TypeError) as exc:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise TaggerError('cannot write bundle (%s)' % exc, path) from None
+        raise TaggerError('cannot build the bundle (%s)' % exc, path) \
+            from None
+    write_bytes(path, image)
     return path
 
 

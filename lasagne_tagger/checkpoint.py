@@ -1,28 +1,40 @@
-"""Checkpoints: name-keyed ``.npz`` arrays + a JSON metadata file.
+"""Checkpoints: name-keyed arrays and their metadata in one ``.npz`` file.
 
-A checkpoint ``PREFIX`` is two files, ``PREFIX.npz`` (arrays keyed by
-``layer/param``, e.g. ``conv1/7x7_s2/W``, plus optimizer state under
-``opt/...``) and ``PREFIX.json`` (config, epoch, metrics, classes...).  No
-pickled objects: ``np.load(..., allow_pickle=False)``.  Both files are
-written to temporary names and renamed into place, the JSON last, so a
-crash or a full disk never leaves a half-written checkpoint under the real
-name (the previous one stays valid).
+A checkpoint ``PREFIX`` is one file, ``PREFIX.npz``: the arrays keyed by
+``layer/param`` (e.g. ``conv1/7x7_s2/W``, optimizer state under
+``opt/...``) and, under ``__meta__``, the metadata (config, epoch,
+metrics, classes...) as UTF-8 JSON bytes, with the SHA-256 of every array
+(``arrays_sha256``).  No pickled objects: ``np.load(...,
+allow_pickle=False)``.  The file is written to a temporary name, synced
+and renamed into place (:mod:`lasagne_tagger.atomic`), so a crash or a full
+disk never leaves a half-written checkpoint, and the arrays and metadata
+always belong together.  ``PREFIX.json`` is a copy of the metadata written
+after it, for people and plots; readers trust only the ``.npz``.  A file
+whose arrays do not match their recorded digest, or that is not a whole
+zip, is an error naming the file.
+
+Version 1 checkpoints (arrays in ``PREFIX.npz``, metadata only in
+``PREFIX.json``, no digest) are still read.
 
 Conv filters are stored as the network holds them (Lasagne 0.1 convolution
 orientation); the metadata says so under ``filter_orientation``.
 """
+import hashlib
+import io
 import json
 import os
 from collections import OrderedDict
 
 import numpy as np
 
+from .atomic import atomic_path, write_text
 from .errors import TaggerError
 
 __all__ = ['named_params', 'training_state', 'save_checkpoint',
-           'load_checkpoint', 'assign_params', 'FORMAT_VERSION']
+           'load_checkpoint', 'assign_params', 'exists', 'arrays_digest',
+           'FORMAT_VERSION']
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 FILTER_ORIENTATION = ('lasagne-0.1 convolution (flipped relative to Caffe '
                       'cross-correlation)')
 
@@ -54,79 +66,133 @@ def training_state(layers, opt_state):
     return arrays
 
 
-def _atomic_write(path, write):
-    tmp = '%s.tmp-%d' % (path, os.getpid())
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except OSError as exc:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise TaggerError('could not write checkpoint (%s); the previous '
-                          'checkpoint is intact' % (exc.strerror or exc),
-                          path) from None
+META_KEY = '__meta__'
+
+
+def arrays_digest(values):
+    """SHA-256 over every array's name, dtype, shape and bytes, in name
+    order."""
+    digest = hashlib.sha256()
+    for name in sorted(values):
+        value = np.ascontiguousarray(values[name])
+        digest.update(('%s|%s|%s|' % (name, value.dtype.str,
+                                      value.shape)).encode())
+        digest.update(value.tobytes())
+    return digest.hexdigest()
+
+
+def exists(prefix):
+    """Whether a checkpoint (either version) is at ``prefix``."""
+    prefix = _strip(prefix)
+    return os.path.isfile(prefix + '.npz')
+
+
+def _strip(prefix):
+    prefix = os.fspath(prefix)
+    for ext in ('.npz', '.json'):
+        if prefix.endswith(ext):
+            return prefix[:-len(ext)]
+    return prefix
 
 
 def save_checkpoint(prefix, arrays, meta):
-    """Write ``prefix.npz`` and ``prefix.json`` atomically.
+    """Write the checkpoint ``prefix.npz`` (arrays + metadata) atomically,
+    then the readable copy ``prefix.json``.
 
     Parameters
     ----------
     arrays : dict of str -> ndarray or shared variable
     meta : dict
         JSON-serialisable metadata (config, epoch, metrics...).
+
+    Raises
+    ------
+    TaggerError
+        ``PREFIX.npz: cannot write (disk full)``...; the previous checkpoint
+        is intact.
     """
-    prefix = os.fspath(prefix)
+    prefix = _strip(prefix)
     os.makedirs(os.path.dirname(os.path.abspath(prefix)), exist_ok=True)
     values = OrderedDict(
         (k, v.get_value() if hasattr(v, 'get_value') else np.asarray(v))
         for k, v in arrays.items())
+    if META_KEY in values:
+        raise TaggerError('%r is reserved for the metadata' % META_KEY)
     meta = dict(meta, format_version=FORMAT_VERSION,
                 filter_orientation=FILTER_ORIENTATION,
-                arrays=sorted(values))
-
-    def write_npz(tmp):
+                arrays=sorted(values), arrays_sha256=arrays_digest(values))
+    text = json.dumps(meta, indent=2, sort_keys=True)
+    stored = dict(values)
+    stored[META_KEY] = np.frombuffer(text.encode('utf-8'), np.uint8)
+    # note: assembled in memory, then written in one go: np.savez into a
+    # file that hits a full disk leaves a ZipFile that raises again when
+    # it is collected (a second traceback after the error line).
+    buf = io.BytesIO()
+    np.savez(buf, **stored)
+    with atomic_path(prefix + '.npz', what='write the checkpoint') as tmp:
         with open(tmp, 'wb') as fh:
-            np.savez(fh, **values)
-            fh.flush()
-            os.fsync(fh.fileno())
+            fh.write(buf.getbuffer())
+    write_text(prefix + '.json', text + '\n')
 
-    def write_json(tmp):
-        with open(tmp, 'w') as fh:
-            json.dump(meta, fh, indent=2, sort_keys=True)
-            fh.flush()
-            os.fsync(fh.fileno())
 
-    _atomic_write(prefix + '.npz', write_npz)
-    _atomic_write(prefix + '.json', write_json)
+def _damaged(path, exc):
+    return TaggerError('damaged or incomplete checkpoint (%s: %s)' % (
+        type(exc).__name__, str(exc).splitlines()[0] if str(exc) else ''),
+        path)
 
 
 def load_checkpoint(prefix):
-    """Return ``(arrays, meta)``; ``prefix`` may end in .npz or .json."""
-    prefix = os.fspath(prefix)
-    for ext in ('.npz', '.json'):
-        if prefix.endswith(ext):
-            prefix = prefix[:-len(ext)]
-    for ext in ('.json', '.npz'):
-        if not os.path.isfile(prefix + ext):
-            raise TaggerError('checkpoint file missing', prefix + ext)
+    """Return ``(arrays, meta)``; ``prefix`` may end in .npz or .json.
+
+    Raises
+    ------
+    TaggerError
+        Missing file, a damaged or truncated file, arrays that do not match
+        their recorded SHA-256, or an unknown format version (each names
+        the file).
+    """
+    import zipfile
+    import zlib
+    prefix = _strip(prefix)
+    path = prefix + '.npz'
+    if not os.path.isfile(path):
+        raise TaggerError('checkpoint file missing', path)
     try:
-        with open(prefix + '.json') as fh:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = OrderedDict((k, data[k]) for k in data.files)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile,
+            zlib.error, KeyError) as exc:
+        raise _damaged(path, exc) from None
+    if META_KEY in arrays:
+        try:
+            meta = json.loads(arrays.pop(META_KEY).tobytes().decode('utf-8'))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise _damaged(path, exc) from None
+    else:
+        meta = _version_1_meta(prefix)
+    if meta.get('format_version') not in (1, FORMAT_VERSION):
+        raise TaggerError('checkpoint format version %r, this version reads '
+                          '1 and %d' % (meta.get('format_version'),
+                                        FORMAT_VERSION), path)
+    expected = meta.get('arrays_sha256')
+    if expected is not None and arrays_digest(arrays) != expected:
+        raise TaggerError('arrays do not match the SHA-256 recorded with '
+                          'them: the file is damaged', path)
+    return arrays, meta
+
+
+def _version_1_meta(prefix):
+    path = prefix + '.json'
+    try:
+        with open(path) as fh:
             meta = json.load(fh)
     except (ValueError, OSError) as exc:
         raise TaggerError('not a checkpoint metadata file (%s)' % exc,
-                          prefix + '.json') from None
-    if meta.get('format_version') != FORMAT_VERSION:
-        raise TaggerError('checkpoint format version %r, this version reads %d'
-                          % (meta.get('format_version'), FORMAT_VERSION),
-                          prefix + '.json')
-    try:
-        with np.load(prefix + '.npz', allow_pickle=False) as data:
-            arrays = OrderedDict((k, data[k]) for k in data.files)
-    except (ValueError, OSError) as exc:
-        raise TaggerError('unreadable checkpoint arrays (%s)' % exc,
-                          prefix + '.npz') from None
-    return arrays, meta
+                          path) from None
+    if not isinstance(meta, dict) or meta.get('format_version') != 1:
+        raise TaggerError('a version-1 checkpoint needs its metadata here',
+                          path)
+    return meta
 
 
 def assign_params(params, arrays, source='checkpoint', allow_missing=()):

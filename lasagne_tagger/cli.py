@@ -2,8 +2,11 @@
 
 Each subcommand parses its arguments and calls one library function; heavy
 imports (Theano, Lasagne, h5py) happen inside the handlers, so ``--help`` is
-instant.  A :class:`TaggerError` is printed as one ``error: ...`` line and
-exits with status 2.
+instant.  An expected failure (a :class:`TaggerError`, a file system error,
+an unusable Theano configuration) is printed as one ``error: ...`` line and
+exits with status 2; anything else is a bug, reported as one line that says
+so (status 3).  ``--debug`` (or ``LASAGNE_TAGGER_DEBUG=1``) adds the
+traceback.
 """
 import argparse
 import json
@@ -17,8 +20,14 @@ __all__ = ['main', 'build_parser']
 
 def _cmd_fetch_weights(args):
     from . import weights
-    path = weights.fetch(args.dest, url=args.url, sha256=args.sha256,
-                         progress=None if args.quiet else sys.stderr)
+    if args.from_file:
+        result = weights.install_from(args.from_file, args.dest,
+                                      sha1=args.sha1, sha256=args.sha256)
+        path = result['dest']
+    else:
+        path = weights.fetch(args.dest, sources=args.source, url=args.url,
+                             sha256=args.sha256,
+                             progress=None if args.quiet else sys.stderr)
     print('weights ready: %s' % path)
     return 0
 
@@ -61,12 +70,34 @@ def _cmd_imagenet_tags(args):
                                            for s, p in r['top']]))
 
 
+def _add_resume_overwrite(p, what):
+    """--resume / --overwrite: an existing output is never replaced or
+    continued unless asked."""
+    group = p.add_mutually_exclusive_group()
+    group.add_argument('--resume', action='store_true',
+                       help='continue the %s already in the output' % what)
+    group.add_argument('--overwrite', action='store_true',
+                       help='replace the %s already in the output' % what)
+
+
+def _refuse_existing(path, args, what, also=()):
+    """Raise unless ``path`` (or one of ``also``) is absent or the user
+    passed --resume / --overwrite."""
+    found = [p for p in (path,) + tuple(also) if os.path.exists(p)]
+    if found and not (args.resume or args.overwrite):
+        raise TaggerError('holds a %s already; pass --resume to continue it '
+                          'or --overwrite to replace it' % what, found[0])
+
+
 def _cmd_prepare(args):
     from . import datasets, store
+    _refuse_existing(args.out, args, 'store')
     if args.acs:
         dataset = datasets.read_acs(args.root, missing=args.missing)
     else:
         dataset = datasets.read_folder_dataset(args.root)
+    if args.overwrite:
+        store.remove_store(args.out)
     summary = store.prepare(dataset, args.out, size=args.size,
                             workers=args.workers, upscale=args.upscale,
                             progress=not args.quiet)
@@ -87,7 +118,7 @@ def _cmd_train(args):
         raise TaggerError('no store given: pass --store PATH or set "store" '
                           'in the config')
     finetune.train(config, args.out, resume=args.resume,
-                   progress=not args.quiet)
+                   overwrite=args.overwrite, progress=not args.quiet)
     if not args.no_plots:
         from . import plots
         for path in plots.plot_run(args.out):
@@ -119,11 +150,17 @@ def _cmd_plot(args):
 
 
 def _cmd_extract(args):
-    from .features import extract_features
+    from .features import extract_features, partial_path
+    _refuse_existing(args.out, args, 'features file',
+                     also=(partial_path(args.out),))
+    if args.resume and os.path.exists(args.out):
+        raise TaggerError('is finished already: nothing to resume (pass '
+                          '--overwrite to extract again)', args.out)
     path = extract_features(args.cnn, args.store, args.out, layer=args.layer,
                             rotations=args.rotations,
                             batch_size=args.batch_size,
-                            progress=not args.quiet)
+                            progress=not args.quiet, resume=args.resume,
+                            overwrite=args.overwrite)
     print('wrote %s' % path)
     return 0
 
@@ -140,6 +177,7 @@ def _cmd_train_tagger(args):
         raise TaggerError('give --features and --taxonomy (or set them in '
                           'the config)')
     history = tagger.train_tagger(config, args.out, resume=args.resume,
+                                  overwrite=args.overwrite,
                                   progress=not args.quiet)
     from . import plots
     plots.plot_tag_accuracy([h['iteration'] for h in history],
@@ -167,8 +205,6 @@ def _cmd_tag(args):
 
 
 def _cmd_demo(args):
-    from .theano_defaults import prefer_float32
-    prefer_float32()          # before Theano is imported; a user's floatX wins
     from .demo import run_demo
     run_demo(args.out, data=args.data, epochs=args.epochs,
              progress=not args.quiet)
@@ -244,18 +280,37 @@ def build_parser():
     parser = argparse.ArgumentParser(
         prog='lasagne-tagger',
         description='GoogLeNet + LSTM clothing tagger (Theano/Lasagne).')
+    parser.add_argument('--debug', action='store_true',
+                        help='print the traceback of an error (also: '
+                             '%s=1)' % DEBUG_ENV)
     sub = parser.add_subparsers(dest='command', metavar='COMMAND')
     sub.required = True
 
-    p = sub.add_parser('fetch-weights', help='download blvc_googlenet.pkl',
+    p = sub.add_parser('fetch-weights',
+                       help='get the ImageNet weights (model zoo, BVLC '
+                            'caffemodel, or a file you have)',
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    from .weights import MODEL_ZOO_URL, MODEL_ZOO_SHA256
+    from .caffemodel import BVLC_SHA1
+    from .weights import MODEL_ZOO_URL, MODEL_ZOO_SHA256, SOURCES
+    p.add_argument('--from', dest='from_file', default=None, metavar='PATH',
+                   help='install a blvc_googlenet.pkl (checked, copied) or '
+                        'a bvlc_googlenet.caffemodel (checked, converted) '
+                        'instead of downloading')
     p.add_argument('--dest', default=None,
                    help='where to save (default: pretrained/'
                         'blvc_googlenet.pkl or $LASAGNE_TAGGER_WEIGHTS)')
-    p.add_argument('--url', default=MODEL_ZOO_URL, help='source URL')
+    p.add_argument('--source', action='append', default=None,
+                   choices=[name for name, _, _ in SOURCES],
+                   help='try only these sources, in the default order '
+                        '(repeatable; default: all)')
+    p.add_argument('--url', default=MODEL_ZOO_URL,
+                   help='the model zoo\'s HTTPS address')
     p.add_argument('--sha256', default=MODEL_ZOO_SHA256,
-                   help='expected SHA-256 (size is always checked)')
+                   help='expected SHA-256 of the pickle (its size and '
+                        'shapes are always checked)')
+    p.add_argument('--sha1', default=None,
+                   help='expected SHA-1 of a --from caffemodel (default: '
+                        'the BVLC original\'s, %s)' % BVLC_SHA1)
     p.add_argument('--quiet', action='store_true', help='no progress')
     p.set_defaults(func=_cmd_fetch_weights)
 
@@ -294,6 +349,7 @@ def build_parser():
                    help='processes (default: all cores)')
     p.add_argument('--upscale', action='store_true',
                    help='enlarge images smaller than --size')
+    _add_resume_overwrite(p, 'store')
     p.add_argument('--quiet', action='store_true')
     p.set_defaults(func=_cmd_prepare)
 
@@ -307,8 +363,7 @@ def build_parser():
     p.add_argument('--from-scratch', action='store_true',
                    help='random initialisation instead of ImageNet weights')
     p.add_argument('--out', default='runs/finetune', help='run folder')
-    p.add_argument('--resume', action='store_true',
-                   help='continue from OUT/last after an interruption')
+    _add_resume_overwrite(p, 'run (from OUT/last)')
     p.add_argument('--no-plots', action='store_true')
     p.add_argument('--quiet', action='store_true')
     p.set_defaults(func=_cmd_train)
@@ -338,6 +393,7 @@ def build_parser():
     p.add_argument('--rotations', action='store_true',
                    help='also the 90/180/270 degree rotations')
     p.add_argument('--batch-size', type=_positive_int, default=32)
+    _add_resume_overwrite(p, 'unfinished extraction (OUT.partial)')
     p.add_argument('--quiet', action='store_true')
     p.set_defaults(func=_cmd_extract)
 
@@ -351,7 +407,7 @@ def build_parser():
                    help='taxonomy JSON or a packaged name (acs, '
                         'clothing-small)')
     p.add_argument('--out', default='runs/tagger', help='run folder')
-    p.add_argument('--resume', action='store_true')
+    _add_resume_overwrite(p, 'run (from OUT/last)')
     p.add_argument('--quiet', action='store_true')
     p.set_defaults(func=_cmd_train_tagger)
 
@@ -436,20 +492,74 @@ def build_parser():
     return parser
 
 
+# Subcommands that compile Theano functions: Theano's configuration is
+# checked (theano_check.import_theano) before they start.
+_THEANO_COMMANDS = {'imagenet-tags', 'train', 'evaluate', 'extract',
+                    'train-tagger', 'tag', 'demo', 'reference export'}
+DEBUG_ENV = 'LASAGNE_TAGGER_DEBUG'
+
+
+def _command_name(args):
+    name = args.command
+    if name == 'reference':
+        name += ' ' + args.reference_command
+    return name
+
+
+def _expected_error(exc):
+    """The one-line text of an expected failure that reached the top
+    unconverted (a file system error, memory), or None for a bug."""
+    from .atomic import describe_os_error
+    if isinstance(exc, OSError):
+        name = exc.filename or getattr(exc, 'filename2', None)
+        text = describe_os_error(exc)
+        return '%s: %s' % (name, text) if name else text
+    if isinstance(exc, MemoryError):
+        return 'out of memory'
+    return None
+
+
 def main(argv=None):
     import warnings
     # Lasagne 0.1 calls conv2d with a keyword Theano 1.0 renamed; harmless.
     warnings.filterwarnings('ignore', message='The `image_shape` keyword')
     parser = build_parser()
     args = parser.parse_args(argv)
+    debug = args.debug or os.environ.get(DEBUG_ENV, '') not in ('', '0')
     try:
+        name = _command_name(args)
+        if name in _THEANO_COMMANDS:
+            if name == 'demo':
+                from .theano_defaults import prefer_float32
+                prefer_float32()    # before Theano is imported; a user's wins
+            from .theano_check import import_theano
+            import_theano()
         return args.func(args)
     except TaggerError as exc:
+        if debug:
+            import traceback
+            traceback.print_exc()
         print('error: %s' % exc, file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print('interrupted', file=sys.stderr)
         return 130
+    except Exception as exc:
+        text = _expected_error(exc)
+        if debug:
+            import traceback
+            traceback.print_exc()
+        if text is not None:
+            print('error: %s' % text, file=sys.stderr)
+            return 2
+        line = str(exc).splitlines()[0] if str(exc) else ''
+        print('error: internal error (a bug in lasagne_tagger; please report '
+              'it): %s%s%s' % (type(exc).__name__, ': ' if line else '',
+                               line) + ('' if debug else
+                                        '; run again with --debug (or %s=1) '
+                                        'for the traceback' % DEBUG_ENV),
+              file=sys.stderr)
+        return 3
 
 
 if __name__ == '__main__':

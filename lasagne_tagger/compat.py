@@ -1,6 +1,6 @@
 """Make Theano 1.0.5 and Lasagne 0.1 run on Python 3.11 / NumPy 1.23.
 
-Four small, independent patches, each applied only when it is needed and
+Five small, independent patches, each applied only when it is needed and
 each idempotent.  :func:`apply` must run before anything imports ``theano``
 or ``lasagne``; the package's ``__init__`` calls it, so importing any
 ``lasagne_tagger`` module first is enough.  Nothing here imports Theano.
@@ -46,6 +46,11 @@ or ``lasagne``; the package's ``__init__`` calls it, so importing any
    Theano's ``theano.gof.op`` and ``theano.gof.cc`` are patched right after
    they are first imported (a post-import hook), so this module still
    imports nothing from Theano.
+
+5. **cuDNN on a GPU** (``dnn``).  Theano 1.0.5 cannot use cuDNN 8 or later
+   (it calls functions cuDNN 8 removed): on ``device=cuda*`` with
+   ``dnn.enabled`` unset we append ``dnn.enabled=False`` unless a cuDNN
+   older than 8 is found (:func:`lasagne_tagger.gpu.configure`).
 
 Set ``LASAGNE_TAGGER_NO_COMPAT=1`` to apply none of them (for debugging, or
 to check that they are still needed: the tests do exactly that).
@@ -368,15 +373,24 @@ def apply(environ=None):
 
     Returns a dict saying what this call changed: ``blas`` holds the
     ldflags value it set (or None), ``downsample``, ``scan`` and
-    ``cache_key`` booleans.
+    ``cache_key`` booleans, ``dnn`` the ``dnn.enabled`` value it set (or
+    None).
     Does nothing when ``LASAGNE_TAGGER_NO_COMPAT`` is set to a non-empty
     value other than ``0``.
     """
     environ = os.environ if environ is None else environ
     if environ.get(DISABLE_ENV, '') not in ('', '0'):
         return {'blas': None, 'downsample': False, 'scan': False,
-                'cache_key': False}
+                'cache_key': False, 'dnn': None}
     return {'blas': _patch_blas(environ),
             'downsample': _patch_downsample(),
             'scan': _patch_scan(),
-            'cache_key': _patch_cache_key(environ)}
+            'cache_key': _patch_cache_key(environ),
+            'dnn': _patch_dnn(environ)}
+
+
+def _patch_dnn(environ):
+    if 'theano' in sys.modules:
+        return None
+    from .gpu import configure
+    return configure(environ)[0]

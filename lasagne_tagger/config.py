@@ -7,11 +7,12 @@ the key.
 """
 import dataclasses
 import json
+import math
 import os
 
 from .errors import TaggerError
 
-__all__ = ['load_config', 'config_to_dict', 'config_from_dict']
+__all__ = ['load_config', 'config_to_dict', 'config_from_dict', 'check_finite']
 
 
 def config_to_dict(config):
@@ -26,6 +27,16 @@ def config_from_dict(cls, data, source='config'):
                           % (source, ', '.join(unknown),
                              ', '.join(sorted(names))))
     return cls(**data)
+
+
+def check_finite(config):
+    """Raise TaggerError for a float setting that is NaN or infinite (a
+    comparison such as ``learning_rate <= 0`` lets NaN through)."""
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise TaggerError('%s must be a finite number, got %r'
+                              % (field.name, value))
 
 
 def _convert(field, text):
@@ -74,6 +85,7 @@ def load_config(cls, path=None, overrides=()):
             raise TaggerError('bad value for %s: %r (%s)'
                               % (key, value, exc)) from None
     config = dataclasses.replace(config, **changes)
+    check_finite(config)
     validate = getattr(config, 'validate', None)
     if validate is not None:
         validate()

@@ -151,6 +151,26 @@ def list_splits(dataset):
     return seen
 
 
+def is_storable(text):
+    """Whether a file name is valid UTF-8 (Python keeps undecodable bytes
+    as surrogates, which no UTF-8 file can hold)."""
+    try:
+        str(text).encode('utf-8')
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def storable_name(text):
+    """``text`` as valid UTF-8: undecodable bytes of a file name written
+    as ``\\xNN`` escapes (for stores, rejects files and messages)."""
+    text = str(text)
+    if is_storable(text):
+        return text
+    return text.encode('utf-8', 'surrogateescape').decode('utf-8',
+                                                          'backslashreplace')
+
+
 def dataset_fingerprint(dataset):
     """A SHA-256 hex digest of the class names and every (relative path,
     label, split): equal for the same dataset read from another place."""
@@ -159,8 +179,9 @@ def dataset_fingerprint(dataset):
     digest = hashlib.sha256()
     digest.update(json.dumps(list(dataset.classes)).encode('utf-8'))
     for item in dataset.items:
-        digest.update(json.dumps([dataset.relpath(item), int(item.label),
-                                  item.split]).encode('utf-8'))
+        digest.update(json.dumps([storable_name(dataset.relpath(item)),
+                                  int(item.label), item.split])
+                      .encode('utf-8'))
     return digest.hexdigest()
 
 

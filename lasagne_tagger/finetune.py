@@ -11,7 +11,6 @@ epoch counter are checkpointed, the shuffle order comes from (seed, epoch)
 and the dropout stream is reseeded from (seed, epoch) at each epoch start.
 """
 import dataclasses
-import json
 from collections import OrderedDict
 import math
 import os
@@ -22,8 +21,10 @@ from typing import Optional
 import numpy as np
 
 from . import checkpoint, function_cache, googlenet
-from .config import config_to_dict
+from .config import check_finite, config_to_dict
+from .atomic import write_json
 from .errors import TaggerError
+from .run_folder import open_run, write_metrics
 
 __all__ = ['FinetuneConfig', 'build_network', 'compile_functions',
            'rotate_batch', 'train', 'evaluate', 'load_classifier']
@@ -75,6 +76,7 @@ class FinetuneConfig:
     seed: int = 1
 
     def validate(self):
+        check_finite(self)
         if self.batch_size < 1 or self.epochs < 1:
             raise TaggerError('batch_size and epochs must be >= 1')
         if self.l2 < 0 or self.learning_rate <= 0:
@@ -119,8 +121,11 @@ def build_network(config, num_classes, image_size, input_var=None):
         raise TaggerError(zoo.fetch_instructions(path) +
                           ', or train with from_scratch=true')
     data = zoo.load_model_zoo_pickle(path)
-    googlenet.set_model_zoo_values(net, data['param values'][:-2],
-                                   layers=googlenet.PARAM_LAYERS[:-1])
+    try:
+        googlenet.set_model_zoo_values(net, data['param values'][:-2],
+                                       layers=googlenet.PARAM_LAYERS[:-1])
+    except TaggerError as exc:
+        raise TaggerError(str(exc), path) from None
     return net, 'ImageNet model-zoo weights (%s)' % path
 
 
@@ -219,12 +224,16 @@ def _evaluate_split(store, split, eval_fn, batch_size, num_classes):
     return report
 
 
-def train(config, out_dir, resume=False, progress=True, log=print):
+def train(config, out_dir, resume=False, progress=True, log=print,
+          overwrite=False):
     """Fine-tune as ``config`` says, writing everything to ``out_dir``.
 
-    Files: ``last.npz/.json`` (every epoch), ``best.npz/.json`` (best
-    validation mean class accuracy), ``metrics.jsonl`` (one line per epoch),
-    ``config.json``.  Ctrl-C saves the last finished epoch and returns; a
+    Files: ``last.npz`` (every epoch), ``best.npz`` (best validation mean
+    class accuracy), with ``.json`` copies of their metadata,
+    ``metrics.jsonl`` (one line per epoch, rewritten from the ``last``
+    checkpoint's history), ``config.json``.  A folder that already holds a
+    run is refused unless ``resume`` (continue from ``last``) or
+    ``overwrite``.  Ctrl-C keeps the last finished epoch and returns; a
     NaN/inf loss stops with a TaggerError, keeping the last good checkpoint.
 
     Returns
@@ -237,9 +246,8 @@ def train(config, out_dir, resume=False, progress=True, log=print):
     from .progress import Progress
 
     config.validate()
-    os.makedirs(out_dir, exist_ok=True)
+    resume_from = open_run(out_dir, resume, overwrite, 'training run')
     last = os.path.join(out_dir, 'last')
-    log_path = os.path.join(out_dir, 'metrics.jsonl')
     with store_mod.open_store(config.store) as store:
         num_classes = len(store.classes)
         net, init = build_network(config, num_classes, store.size)
@@ -247,23 +255,22 @@ def train(config, out_dir, resume=False, progress=True, log=print):
             net, config)
         state = checkpoint.training_state(net, opt_state)
         history, start_epoch, best = [], 0, -1.0
-        if resume and os.path.exists(last + '.json'):
-            arrays, meta = checkpoint.load_checkpoint(last)
+        if resume_from:
+            arrays, meta = checkpoint.load_checkpoint(resume_from)
             if meta.get('classes') != list(store.classes):
                 raise TaggerError('checkpoint is for classes %s, the store '
                                   'has %s' % (meta.get('classes'),
                                               list(store.classes)),
-                                  last + '.json')
+                                  last + '.npz')
             checkpoint.assign_params(state, arrays, source=last + '.npz')
             history = meta['history']
             start_epoch = meta['epoch'] + 1
             best = max(h['val_mean_class_accuracy'] for h in history)
             init = meta['init']
+            write_metrics(out_dir, history)
             log('resuming after epoch %d' % meta['epoch'])
-        elif os.path.exists(log_path) and not resume:
-            os.replace(log_path, log_path + '.old')
-        with open(os.path.join(out_dir, 'config.json'), 'w') as fh:
-            json.dump(config_to_dict(config), fh, indent=2)
+        write_json(os.path.join(out_dir, 'config.json'),
+                   config_to_dict(config))
         log('initialisation: %s' % init)
         n_train = store.count(config.train_split)
         interrupted = []
@@ -322,19 +329,19 @@ def train(config, out_dir, resume=False, progress=True, log=print):
                        'seconds': time.time() - t0}
                 row['gap'] = row['train_accuracy'] - row['val_accuracy']
                 history.append(row)
-                with open(log_path, 'a') as fh:
-                    fh.write(json.dumps(row) + '\n')
                 meta = {'kind': 'googlenet-classifier',
                         'config': config_to_dict(config), 'epoch': epoch,
                         'history': history, 'classes': list(store.classes),
                         'image_size': store.size, 'init': init,
                         'confusion': val['confusion']}
-                checkpoint.save_checkpoint(last, state, meta)
                 if row['val_mean_class_accuracy'] > best:
                     best = row['val_mean_class_accuracy']
                     checkpoint.save_checkpoint(
                         os.path.join(out_dir, 'best'),
                         checkpoint.named_params(net), meta)
+                # last after best: a resume never repeats a best epoch
+                checkpoint.save_checkpoint(last, state, meta)
+                write_metrics(out_dir, history)
                 log('epoch %d: train loss %.4f acc %.3f | val loss %.4f acc '
                     '%.3f mean-class %.3f | gap %.3f | %.1f img/s'
                     % (row['epoch'], row['train_loss'],

@@ -33,7 +33,7 @@ from .errors import TaggerError
 from .pooling import CaffeMaxPool2DLayer
 
 __all__ = ['INCEPTION_FILTERS', 'PARAM_LAYERS', 'NUM_PARAMS', 'build_model',
-           'param_layer_names', 'set_model_zoo_values',
+           'param_layer_names', 'param_shapes', 'set_model_zoo_values',
            'get_model_zoo_values', 'count_params', 'caffe_to_lasagne_filters']
 
 # (pool_proj, 1x1, 3x3_reduce, 3x3, 5x5_reduce, 5x5), the model zoo's order.
@@ -68,6 +68,31 @@ def param_layer_names():
 
 
 PARAM_LAYERS = tuple(param_layer_names())
+
+
+def param_shapes(num_classes=1000):
+    """``name -> (W shape, b shape)`` of every parameter layer, in the zoo
+    pickle's order, as the pickle holds them: convolutions ``(out, in, kh,
+    kw)`` (Caffe's), ``loss3/classifier`` ``(in, out)`` (Lasagne's
+    DenseLayer).  Pure data: builds no network."""
+    shapes = OrderedDict()
+
+    def conv(name, cin, cout, size):
+        shapes[name] = ((cout, cin, size, size), (cout,))
+
+    conv('conv1/7x7_s2', 3, 64, 7)
+    conv('conv2/3x3_reduce', 64, 64, 1)
+    conv('conv2/3x3', 64, 192, 3)
+    cin = 192
+    for module, (npool, n1, n3r, n3, n5r, n5) in INCEPTION_FILTERS.items():
+        branches = {'1x1': (cin, n1, 1), '3x3_reduce': (cin, n3r, 1),
+                    '3x3': (n3r, n3, 3), '5x5_reduce': (cin, n5r, 1),
+                    '5x5': (n5r, n5, 5), 'pool_proj': (cin, npool, 1)}
+        for branch in INCEPTION_BRANCHES:
+            conv('%s/%s' % (module, branch), *branches[branch])
+        cin = n1 + n3 + n5 + npool
+    shapes['loss3/classifier'] = ((cin, num_classes), (num_classes,))
+    return shapes
 
 
 def _scaled(n, width):

@@ -36,8 +36,8 @@ def _use_op(impl):
                          % (', '.join(IMPLEMENTATIONS), impl))
     if impl == 'auto':
         import theano
-        return not str(theano.config.device).startswith(('cuda', 'gpu',
-                                                         'opencl'))
+        from .gpu import wants_gpu
+        return not wants_gpu(str(theano.config.device))
     return impl == 'op'
 
 

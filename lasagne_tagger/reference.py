@@ -361,21 +361,10 @@ def train_check_tagger(directory, forward, layers, feature_layer, image_size,
         log('check tagger: features of %d rendered garments' % len(crops))
         acts = _run_forward(forward, np.stack(crops), batch_size)
         feats = acts[layers.index(feature_layer)].reshape(len(crops), -1)
-        tmp = feats_path + '.tmp'
-        with h5py.File(tmp, 'w') as h5:
-            h5.attrs.update({
-                'format': features.FORMAT,
-                'format_version': features.FORMAT_VERSION,
-                'layer': feature_layer, 'source': source,
-                'classes': json.dumps(list(synthetic.CLASSES)),
-                'split_names': json.dumps([s for s, _ in CHECK_PER_CLASS]),
-                'rotations': 1, 'store': 'none (rendered in memory)'})
-            h5['features'] = feats[:, None, :].astype('float32')
-            h5['labels'] = np.asarray(labels, 'int32')
-            h5['splits'] = np.asarray(splits, 'uint8')
-            h5['rows'] = np.arange(len(labels))
-            h5['done'] = np.ones(len(labels), 'uint8')
-        os.replace(tmp, feats_path)
+        features.write_features(
+            feats_path, feats[:, None, :], labels, splits,
+            [s for s, _ in CHECK_PER_CLASS], synthetic.CLASSES,
+            feature_layer, source, store='none (rendered in memory)')
     tax_path = os.path.join(directory, 'taxonomy.json')
     with open(tax_path, 'w') as fh:
         json.dump({'classes': {c: list(t) for c, t in

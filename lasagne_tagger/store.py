@@ -47,6 +47,7 @@ therefore loses at most the crops since the last flush, and rerunning
 import datetime
 import json
 import os
+import sys
 import time
 from dataclasses import dataclass
 
@@ -55,7 +56,8 @@ import numpy as np
 from .errors import TaggerError
 
 __all__ = ['FORMAT', 'FORMAT_VERSION', 'PrepareSummary', 'prepare',
-           'rejects_path', 'read_rejects', 'open_store', 'Store']
+           'rejects_path', 'read_rejects', 'open_store', 'Store',
+           'remove_store']
 
 FORMAT = 'lasagne_tagger.store'
 FORMAT_VERSION = 1
@@ -120,7 +122,8 @@ def rejects_path(store_path):
 
 
 def _escape(text):
-    return (str(text).replace('\t', '\\t').replace('\n', '\\n')
+    from .datasets import storable_name
+    return (storable_name(text).replace('\t', '\\t').replace('\n', '\\n')
             .replace('\r', '\\r'))
 
 
@@ -152,8 +155,12 @@ def _read_rejects_file(path):
 
 def _crop_one(path, size, upscale):
     """``(crop, None)`` or ``(None, reason)`` for one image file."""
+    from .datasets import is_storable
     from .preprocess import load_crop
 
+    if not is_storable(path):
+        return None, ('file name is not valid UTF-8 (a store holds UTF-8 '
+                      'names); rename the file')
     try:
         return load_crop(path, size=size, upscale=upscale), None
     except TaggerError as exc:
@@ -175,16 +182,36 @@ def _crop_task(task):
     size, upscale, rows = task
     out = []
     for row, path in rows:
+        stamp = _stamp(path)
         crop, reason = _crop_one(path, size, upscale)
-        out.append((row, crop, reason))
+        out.append((row, crop, reason, stamp))
     return out
 
 
+def _stamp(path):
+    """``(size, mtime_ns)`` of a source file, or ``(-1, -1)``."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return (-1, -1)
+    return (st.st_size, st.st_mtime_ns)
+
+
 def _worker_init():
-    """Workers ignore Ctrl-C: the main process stops them cleanly."""
+    """Workers ignore Ctrl-C (the main process stops them cleanly) and,
+    on Linux, end with it if it is killed (no orphans writing broken-pipe
+    tracebacks)."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform.startswith('linux'):
+        import ctypes
+        try:
+            ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+        if os.getppid() == 1:           # the parent is already gone
+            os._exit(1)
 
 
 def _bounded_map(pool, tasks, inflight):
@@ -270,11 +297,37 @@ def _open_h5(path, mode, **kwargs):
         return h5py.File(path, mode, **kwargs)
     except OSError as exc:
         text = str(exc)
-        if 'lock' in text.lower():
+        if 'unable to lock file' in text.lower():
             raise TaggerError('store is in use by another process (is '
                               'prepare still writing it?)', path) from None
-        raise TaggerError('cannot open store (%s)' % text.splitlines()[0],
-                          path) from None
+        if 'truncated file' in text.lower():
+            raise TaggerError('the file is truncated (%s); prepare it again '
+                              'into a new store' % text.splitlines()[0],
+                              path) from None
+        raise TaggerError('cannot open store, damaged? (%s)'
+                          % text.splitlines()[0], path) from None
+
+
+def _remove_stale_creating(directory, base):
+    """Remove ``.<base>.<pid>.*.creating`` files of processes that are
+    gone (a prepare killed while it created the store)."""
+    import re
+    pattern = re.compile(r'^\.%s\.(\d+)\..*\.creating$' % re.escape(base))
+    for name in os.listdir(directory):
+        m = pattern.match(name)
+        if not m:
+            continue
+        try:
+            os.kill(int(m.group(1)), 0)
+            continue                         # still running
+        except ProcessLookupError:
+            pass
+        except OSError:
+            continue                         # alive, another user's
+        try:
+            os.remove(os.path.join(directory, name))
+        except OSError:
+            pass
 
 
 def _create(path, dataset, fingerprint, size, upscale, chunk):
@@ -285,6 +338,7 @@ def _create(path, dataset, fingerprint, size, upscale, chunk):
     from h5py import h5d, h5p, h5s, h5t
 
     from . import __version__
+    from .datasets import storable_name
 
     n = len(dataset.items)
     split_names = []
@@ -297,8 +351,10 @@ def _create(path, dataset, fingerprint, size, upscale, chunk):
     directory = os.path.dirname(path) or '.'
     try:
         os.makedirs(directory, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix='.%s.' % os.path.basename(path),
-                                   suffix='.creating', dir=directory)
+        _remove_stale_creating(directory, os.path.basename(path))
+        fd, tmp = tempfile.mkstemp(prefix='.%s.%d.' % (
+            os.path.basename(path), os.getpid()), suffix='.creating',
+            dir=directory)
         os.close(fd)
     except OSError as exc:
         raise TaggerError('cannot create the store (%s)'
@@ -324,21 +380,29 @@ def _create(path, dataset, fingerprint, size, upscale, chunk):
             # no HDF5 metadata, so a killed run cannot corrupt the index.
             dcpl = h5p.create(h5p.DATASET_CREATE)
             dcpl.set_chunk((min(chunk, n), size, size, 3))
+            # every chunk carries HDF5's Fletcher-32 checksum, checked on
+            # each read (measured cost: benchmarks/results/checksums.json)
+            dcpl.set_fletcher32()
             dcpl.set_alloc_time(h5d.ALLOC_TIME_EARLY)
             dcpl.set_fill_time(h5d.FILL_TIME_NEVER)
             space = h5s.create_simple((n, size, size, 3))
             h5d.create(h5.id, b'images', h5t.STD_U8LE, space, dcpl=dcpl)
             h5.create_dataset('labels', data=np.array(
                 [item.label for item in dataset.items], dtype=np.int32))
-            h5.create_dataset('paths', data=[dataset.relpath(item)
-                                             for item in dataset.items],
-                              dtype=h5py.string_dtype('utf-8'))
+            h5.create_dataset('paths', data=[storable_name(
+                dataset.relpath(item)) for item in dataset.items],
+                dtype=h5py.string_dtype('utf-8'))
             codes = h5.create_dataset('splits', data=np.array(
                 [split_names.index(item.split) for item in dataset.items],
                 dtype=np.uint8))
             codes.attrs['names'] = json.dumps(split_names)
             h5.create_dataset('done', data=np.zeros(n, np.uint8))
             h5.create_dataset('rejected', data=np.zeros(n, np.uint8))
+            # each source file's size and mtime when it was prepared: a
+            # rerun notices a file replaced under the same name
+            h5.create_dataset('file_size', data=np.full(n, -1, np.int64))
+            h5.create_dataset('file_mtime_ns',
+                              data=np.full(n, -1, np.int64))
         try:
             os.link(tmp, path)          # fails if path appeared meanwhile
             os.unlink(tmp)
@@ -356,6 +420,32 @@ def _create(path, dataset, fingerprint, size, upscale, chunk):
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _check_unchanged(dataset, done, sizes, mtimes, path):
+    """Raise if a prepared row's source file was replaced since (another
+    size or mtime); a file since deleted is fine: its crop is stored."""
+    for row in np.flatnonzero(done & (sizes >= 0)):
+        item = dataset.items[row]
+        now = _stamp(item.path)
+        if now != (-1, -1) and now != (sizes[row], mtimes[row]):
+            from .datasets import storable_name
+            raise TaggerError('%s changed since it was prepared (size or '
+                              'modification time differ); prepare into a '
+                              'new store, or pass --overwrite to prepare '
+                              'it again' % storable_name(item.path), path)
+
+
+def remove_store(path):
+    """Remove a store and its rejects file (``prepare --overwrite``)."""
+    for name in (os.fspath(path), rejects_path(path)):
+        try:
+            os.remove(name)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise TaggerError('cannot remove (%s)' % (exc.strerror or exc),
+                              name) from None
 
 
 def _check_matches(attrs, path, dataset, fingerprint, size, upscale):
@@ -470,6 +560,9 @@ def prepare(dataset, out_path, size=224, workers=None, upscale=False,
         _check_matches(attrs, out_path, dataset, fingerprint, size, upscale)
         done = h5['done'][:].astype(bool)
         rejected = h5['rejected'][:].astype(bool)
+        if 'file_size' in h5:
+            _check_unchanged(dataset, done, h5['file_size'][:],
+                             h5['file_mtime_ns'][:], out_path)
     if retry_rejects:
         rejected[:] = False
     already_done = int(done.sum())
@@ -526,6 +619,7 @@ def _run(tasks, items, workers, out_path, reject_file, done, rejected,
     h5 = None
     rejects_fh = None
     pending_done = []              # written, not yet flushed and marked
+    stamps = {}                    # row -> (size, mtime_ns) of its file
     counts = [0, 0]
     state = {'last': time.monotonic(), 'marks_dirty': retry_rejects}
 
@@ -534,6 +628,11 @@ def _run(tasks, items, workers, out_path, reject_file, done, rejected,
         if not pending_done and not state['marks_dirty']:
             return
         h5.flush()
+        if stamps and 'file_size' in h5:
+            rows = sorted(stamps)
+            h5['file_size'][rows] = [stamps[r][0] for r in rows]
+            h5['file_mtime_ns'][rows] = [stamps[r][1] for r in rows]
+            stamps.clear()
         done[pending_done] = True
         del pending_done[:]
         h5['done'][...] = done.astype(np.uint8)
@@ -549,13 +648,14 @@ def _run(tasks, items, workers, out_path, reject_file, done, rejected,
         images = h5['images']
         with bar:
             for result in results:
-                for row, crop, reason in result:
+                for row, crop, reason, stamp in result:
                     if crop is not None:
                         try:
                             images[row] = crop
                         except OSError as exc:
                             raise _write_error(exc, out_path, row) from None
                         pending_done.append(row)
+                        stamps[row] = stamp
                         counts[0] += 1
                     else:
                         path = _escape(items[row].path)
@@ -794,9 +894,15 @@ class Store(object):
         starts = np.concatenate([[0], breaks])
         ends = np.concatenate([breaks, [len(uniq)]])
         for a, b in zip(starts, ends):
-            self._images.read_direct(
-                buf, source_sel=np.s_[uniq[a]:uniq[b - 1] + 1],
-                dest_sel=np.s_[a:b])
+            try:
+                self._images.read_direct(
+                    buf, source_sel=np.s_[uniq[a]:uniq[b - 1] + 1],
+                    dest_sel=np.s_[a:b])
+            except OSError as exc:
+                raise TaggerError(
+                    'damaged store: rows %d-%d do not read back (%s)'
+                    % (uniq[a], uniq[b - 1], str(exc).splitlines()[0]),
+                    self.path) from None
         crops = buf if np.array_equal(uniq, idx) else buf[inverse]
         return crops, self.labels[idx]
 

@@ -26,7 +26,6 @@ All decoders stop at ``<end>`` or after ``max_len`` tags, never emit
 """
 import dataclasses
 import functools
-import json
 import math
 import os
 import signal
@@ -36,8 +35,9 @@ from collections import OrderedDict
 import numpy as np
 
 from . import checkpoint, function_cache
-from .config import config_to_dict
+from .config import check_finite, config_to_dict
 from .errors import TaggerError
+from .run_folder import open_run, write_metrics
 from .vocabulary import Vocabulary
 
 __all__ = ['TaggerConfig', 'build_tagger', 'compile_training',
@@ -65,6 +65,7 @@ class TaggerConfig:
     seed: int = 1
 
     def validate(self):
+        check_finite(self)
         for name in ('embed_size', 'hidden_size', 'batch_size', 'iterations',
                      'eval_every'):
             if getattr(self, name) < 1:
@@ -511,19 +512,22 @@ def _class_sequences(vocab, classes, taxonomy):
     return inputs, targets, mask, max_len
 
 
-def train_tagger(config, out_dir, resume=False, progress=True, log=print):
+def train_tagger(config, out_dir, resume=False, progress=True, log=print,
+                 overwrite=False):
     """Train the tagger on precomputed features; returns the eval history.
 
     Every ``eval_every`` iterations: validation loss and tag (token)
-    accuracy, teacher-forced, written to ``metrics.jsonl``, and checkpoints
-    ``last`` and ``best``.  Resume is exact at those boundaries (Adam state
-    saved; batches and dropout reseeded from (seed, chunk)).
+    accuracy, teacher-forced, checkpoints ``best`` and ``last`` and
+    ``metrics.jsonl`` (rewritten from ``last``'s history).  Resume is exact
+    at those boundaries (Adam state saved; batches and dropout reseeded
+    from (seed, chunk)).  A folder that already holds a run is refused
+    unless ``resume`` or ``overwrite``.
     """
     from . import datasets, features as feats
     from .progress import Progress
 
     config.validate()
-    os.makedirs(out_dir, exist_ok=True)
+    resume_from = open_run(out_dir, resume, overwrite, 'tagger run')
     table = feats.open_features(config.features)
     taxonomy = datasets.load_taxonomy(config.taxonomy)
     vocab = Vocabulary.from_taxonomy(
@@ -544,15 +548,16 @@ def train_tagger(config, out_dir, resume=False, progress=True, log=print):
     state = checkpoint.training_state(net, opt_state)
     last = os.path.join(out_dir, 'last')
     history, start_chunk, best = [], 0, -1.0
-    if resume and os.path.exists(last + '.json'):
-        arrays, meta = checkpoint.load_checkpoint(last)
+    if resume_from:
+        arrays, meta = checkpoint.load_checkpoint(resume_from)
         if Vocabulary.from_dict(meta['vocabulary']) != vocab:
             raise TaggerError('checkpoint vocabulary differs from the '
-                              'taxonomy\'s', last + '.json')
+                              'taxonomy\'s', last + '.npz')
         checkpoint.assign_params(state, arrays, source=last + '.npz')
         history = meta['history']
         start_chunk = meta['iteration'] // config.eval_every
         best = max(h['val_tag_accuracy'] for h in history)
+        write_metrics(out_dir, history)
         log('resuming after iteration %d' % meta['iteration'])
     val_feats = table.features(val_rows, rotation=0)
     val_labels = table.labels[val_rows]
@@ -602,18 +607,17 @@ def train_tagger(config, out_dir, resume=False, progress=True, log=print):
                    'val_tag_accuracy': float(v_acc),
                    'iterations_per_s': steps / (time.time() - t0)}
             history.append(row)
-            with open(os.path.join(out_dir, 'metrics.jsonl'), 'a') as fh:
-                fh.write(json.dumps(row) + '\n')
             meta = {'kind': 'tagger', 'config': config_to_dict(config),
                     'iteration': iteration, 'history': history,
                     'vocabulary': vocab.to_dict(), 'max_len': max_len,
                     'feature_width': table.width, 'classes': table.classes,
                     'feature_layer': table.layer}
-            checkpoint.save_checkpoint(last, state, meta)
             if row['val_tag_accuracy'] > best:
                 best = row['val_tag_accuracy']
                 checkpoint.save_checkpoint(os.path.join(out_dir, 'best'),
                                            checkpoint.named_params(net), meta)
+            checkpoint.save_checkpoint(last, state, meta)
+            write_metrics(out_dir, history)
             log('iteration %d: train loss %.4f tag acc %.3f | val loss %.4f '
                 'tag acc %.3f' % (iteration, row['train_loss'],
                                   row['train_tag_accuracy'], row['val_loss'],

@@ -197,3 +197,37 @@ def tiny_reference(tmp_path_factory):
     path = tmp_path_factory.mktemp('reference') / 'tiny.h5'
     export_reference(str(path), log=lambda *a: None, **TINY_REFERENCE)
     return path
+
+
+# --- a tiny trained system (tests/test_pipeline.py, tests/test_faults.py) ---
+@pytest.fixture(scope='session')
+def tiny_system(tmp_path_factory):
+    """A tiny trained system (tests/test_pipeline.py, test_faults.py): a
+    width-1/8 GoogLeNet at 32 px (1 epoch) on a rendered set, its
+    features with rotations, a small tagger.  Tests must not change these
+    files (copy them first)."""
+    from pathlib import Path
+    from lasagne_tagger import (datasets, features, finetune, store,
+                                synthetic, tagger)
+    base = tmp_path_factory.mktemp('pipeline')
+    root = synthetic.render_dataset(
+        base / 'data', per_class={'train': 6, 'validation': 2, 'test': 2},
+        size=32, seed=5)
+    root = Path(root)
+    store_path = base / 'store.h5'
+    store.prepare(datasets.read_folder_dataset(root), store_path, size=32,
+                  workers=1, progress=False)
+    cfg = finetune.FinetuneConfig(store=str(store_path), from_scratch=True,
+                                  width=0.125, epochs=1, batch_size=16)
+    finetune.train(cfg, base / 'cnn', progress=False, log=lambda *a: None)
+    feats = features.extract_features(base / 'cnn' / 'best', store_path,
+                                      base / 'features.h5', rotations=True,
+                                      progress=False)
+    tcfg = tagger.TaggerConfig(features=str(feats),
+                               taxonomy=str(root / 'taxonomy.json'),
+                               embed_size=16, hidden_size=16, iterations=60,
+                               eval_every=30, batch_size=20)
+    tagger.train_tagger(tcfg, base / 'tagger', progress=False,
+                        log=lambda *a: None)
+    return {'base': base, 'root': root, 'store': store_path, 'feats': feats,
+            'cnn': base / 'cnn' / 'best', 'tagger': base / 'tagger' / 'best'}

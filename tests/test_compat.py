@@ -64,7 +64,8 @@ def test_apply_is_idempotent_in_this_process():
     # nothing (Theano is imported, so the flags are left alone too).
     before = list(sys.meta_path)
     assert compat.apply() == {'blas': None, 'downsample': False,
-                              'scan': False, 'cache_key': False}
+                              'scan': False, 'cache_key': False,
+                              'dnn': None}
     assert sys.meta_path == before
     state = compat.applied()
     assert state['downsample']
@@ -72,7 +73,7 @@ def test_apply_is_idempotent_in_this_process():
                              > compat.LAST_PYTHON_WITH_CYTHON_SCAN)
     disabled = compat.apply({'LASAGNE_TAGGER_NO_COMPAT': '1'})
     assert disabled == {'blas': None, 'downsample': False, 'scan': False,
-                        'cache_key': False}
+                        'cache_key': False, 'dnn': None}
     assert state['cache_key'] == {'theano.gof.cc': True,
                                   'theano.gof.op': compat.hash_seed_varies()}
 
@@ -151,13 +152,16 @@ import json, lasagne_tagger, theano, theano.tensor as T, numpy as np
 from lasagne_tagger import compat
 from theano.gof import FunctionGraph
 from theano.gof.cc import CLinker
+from theano.gof.cmodule import GCC_compiler
 from theano.tensor.elemwise import DimShuffle
+# every C module compiled, by Theano's loop or side by side
+# (lasagne_tagger.parallel_compile): both call the compiler's compile_str
 compiled = []
-compile_cmodule = CLinker.compile_cmodule
-def counting(self, *args, **kwargs):
+compile_str = GCC_compiler.compile_str
+def counting(*args, **kwargs):
     compiled.append(1)
-    return compile_cmodule(self, *args, **kwargs)
-CLinker.compile_cmodule = counting
+    return compile_str(*args, **kwargs)
+GCC_compiler.compile_str = staticmethod(counting)
 op = DimShuffle((False, False), (1, 0))
 method = type(op).c_code_cache_version
 x = T.matrix()

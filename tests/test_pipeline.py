@@ -12,30 +12,8 @@ from lasagne_tagger.errors import TaggerError
 
 
 @pytest.fixture(scope='module')
-def system(tmp_path_factory):
-    from lasagne_tagger import datasets, finetune, store, synthetic, tagger
-    base = tmp_path_factory.mktemp('pipeline')
-    root = synthetic.render_dataset(
-        base / 'data', per_class={'train': 6, 'validation': 2, 'test': 2},
-        size=32, seed=5)
-    root = Path(root)
-    store_path = base / 'store.h5'
-    store.prepare(datasets.read_folder_dataset(root), store_path, size=32,
-                  workers=1, progress=False)
-    cfg = finetune.FinetuneConfig(store=str(store_path), from_scratch=True,
-                                  width=0.125, epochs=1, batch_size=16)
-    finetune.train(cfg, base / 'cnn', progress=False, log=lambda *a: None)
-    feats = features.extract_features(base / 'cnn' / 'best', store_path,
-                                      base / 'features.h5', rotations=True,
-                                      progress=False)
-    tcfg = tagger.TaggerConfig(features=str(feats),
-                               taxonomy=str(root / 'taxonomy.json'),
-                               embed_size=16, hidden_size=16, iterations=60,
-                               eval_every=30, batch_size=20)
-    tagger.train_tagger(tcfg, base / 'tagger', progress=False,
-                        log=lambda *a: None)
-    return {'base': base, 'root': root, 'store': store_path, 'feats': feats,
-            'cnn': base / 'cnn' / 'best', 'tagger': base / 'tagger' / 'best'}
+def system(tiny_system):
+    return tiny_system
 
 
 def test_features_file_and_resume(system):
