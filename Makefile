@@ -16,7 +16,7 @@ PORT_WHEELS ?= /opt/wheels
 # The reference runs in float32, the precision a port is checked at.
 PORT_FLAGS ?= floatX=float32
 
-.PHONY: test demo install install-port port-check clean
+.PHONY: test demo install install-port port-check gpu-pack gpu-check clean
 
 $(STAMP): setup.py requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -55,6 +55,16 @@ port-check: $(STAMP) $(PORT_STAMP)
 	    --out $(PORT_DIR)/torch.h5
 	$(VENV)/bin/lasagne-tagger reference compare $(PORT_DIR)/reference.h5 \
 	    $(PORT_DIR)/torch.h5
+
+# The GPU check (README, "On a GPU"): gpu-pack here, with network, packs
+# CPython 3.11, wheels and the libgpuarray sources into .gpu-carry;
+# gpu-check, on a GPU machine without network, builds libgpuarray and pygpu
+# from them and compares device=cuda with the CPU (gpu/check.sh).
+gpu-pack:
+	PYTHON=$(PYTHON) gpu/pack.sh
+
+gpu-check:
+	gpu/check.sh
 
 clean:
 	rm -rf $(VENV) $(PORT_VENV) build *.egg-info

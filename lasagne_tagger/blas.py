@@ -11,14 +11,18 @@ rpath, which Theano adds for every ``-L``), with no system package and no
 
 Why this one (measured, ``benchmarks/blas_choice.py``,
 ``benchmarks/results/blas_choice.json``: GoogLeNet's 57 convolution GEMMs
-at batch 8, two threads as our convolution op runs them): scipy-openblas32
-0.3.34, cmeel-openblas 0.3.31 and Debian's OpenBLAS 0.3.21 run within noise
-of one another; MKL 2026.2 (sequential) 20% slower and 221 MB with its
-dependencies.  scipy-openblas32 is 7.9 MB, selects its kernels at run time
-(``DYNAMIC_ARCH``: any x86-64 or ARM64 CPU), needs no ``libgfortran`` and
-allows 64 threads; cmeel-openblas is built for Skylake-X alone (illegal
-instructions on a CPU without AVX-512), caps at 4 threads and needs a
-``libgfortran.so.5`` that a fresh machine does not have.
+at batch 8, two threads as our convolution op runs them, medians of 3
+alternating rounds, forward / gradient ms): scipy-openblas32 0.3.34
+144 / 290, Debian's OpenBLAS 0.3.21 (the system library used before) 147 /
+299, cmeel-openblas 0.3.31 138 / 287 (within this machine's noise of one
+another), MKL 2026.2 sequential 165 / 339 (15% slower; a 211 MB wheel plus
+its dependencies).  scipy-openblas32 is a 7.9 MB wheel, selects its
+kernels at run time (``DYNAMIC_ARCH``: any x86-64 or ARM64 CPU), needs no
+``libgfortran`` and allows 64 threads.  On a fresh machine Debian's and
+cmeel's libraries do not even load (``libgfortran.so.5: cannot open shared
+object file``, ``blas_choice-no-gfortran.json``); cmeel-openblas is also
+built for Skylake-X alone (illegal instructions without AVX-512) and caps at
+4 threads.
 
 scipy-openblas32 prefixes its symbols (``scipy_sgemm_``) so that it cannot
 clash with another OpenBLAS in the process.  Theano's C code calls the

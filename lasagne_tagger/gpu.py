@@ -25,7 +25,7 @@ import ctypes.util
 import os
 
 __all__ = ['GPU_PREFIXES', 'wants_gpu', 'cudnn_version', 'configure',
-           'on_gpu', 'describe', 'THEANO_CUDNN_MAX']
+           'theano_device', 'on_gpu', 'describe', 'THEANO_CUDNN_MAX']
 
 GPU_PREFIXES = ('cuda', 'gpu', 'opencl')
 # note: Theano 1.0.5 supports cuDNN v5.1 to v7 (cudnn_defs.get_definitions);
@@ -90,11 +90,16 @@ def configure(environ=None, version_of=cudnn_version):
                      'cuDNN %d: Theano 1.0.5 supports only v5-v7' % version)
 
 
+def theano_device():
+    """Theano's ``device`` in this process (imports Theano)."""
+    import theano
+    return str(theano.config.device)
+
+
 def on_gpu():
     """Whether Theano runs on a GPU in this process (its device, once
     pygpu is active)."""
-    import theano
-    if not wants_gpu(theano.config.device):
+    if not wants_gpu(theano_device()):
         return False
     try:
         from theano import gpuarray

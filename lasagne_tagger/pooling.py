@@ -35,9 +35,8 @@ def _use_op(impl):
         raise ValueError('pooling implementation must be one of %s, got %r'
                          % (', '.join(IMPLEMENTATIONS), impl))
     if impl == 'auto':
-        import theano
-        from .gpu import wants_gpu
-        return not wants_gpu(str(theano.config.device))
+        from . import gpu
+        return not gpu.wants_gpu(gpu.theano_device())
     return impl == 'op'
 
 

@@ -330,7 +330,8 @@ def _remove_stale_creating(directory, base):
             pass
 
 
-def _create(path, dataset, fingerprint, size, upscale, chunk):
+def _create(path, dataset, fingerprint, size, upscale, chunk,
+            checksums=True):
     """Write a new, complete-but-empty store to ``path`` atomically."""
     import tempfile
 
@@ -382,7 +383,8 @@ def _create(path, dataset, fingerprint, size, upscale, chunk):
             dcpl.set_chunk((min(chunk, n), size, size, 3))
             # every chunk carries HDF5's Fletcher-32 checksum, checked on
             # each read (measured cost: benchmarks/results/checksums.json)
-            dcpl.set_fletcher32()
+            if checksums:
+                dcpl.set_fletcher32()
             dcpl.set_alloc_time(h5d.ALLOC_TIME_EARLY)
             dcpl.set_fill_time(h5d.FILL_TIME_NEVER)
             space = h5s.create_simple((n, size, size, 3))
@@ -473,7 +475,7 @@ def _check_matches(attrs, path, dataset, fingerprint, size, upscale):
 
 def prepare(dataset, out_path, size=224, workers=None, upscale=False,
             progress=True, chunk=1, task_size=8, flush_interval=5.0,
-            limit=None, retry_rejects=False):
+            limit=None, retry_rejects=False, checksums=True):
     """Decode, convert and crop every image of ``dataset`` once, into one
     HDF5 store (see the module docstring for the format).
 
@@ -507,6 +509,9 @@ def prepare(dataset, out_path, size=224, workers=None, upscale=False,
         left for a later call).
     retry_rejects : bool
         Clear earlier rejections and try those images again.
+    checksums : bool
+        A new store's chunks carry HDF5's Fletcher-32 checksum, checked on
+        every read (the default; ``False`` only for measuring its cost).
 
     Returns
     -------
@@ -554,7 +559,8 @@ def prepare(dataset, out_path, size=224, workers=None, upscale=False,
     started = time.monotonic()
     fingerprint = dataset_fingerprint(dataset)
     if not os.path.exists(out_path):
-        _create(out_path, dataset, fingerprint, size, upscale, chunk)
+        _create(out_path, dataset, fingerprint, size, upscale, chunk,
+                checksums)
     with _open_h5(out_path, 'r') as h5:
         attrs = _validate_file(h5, out_path)
         _check_matches(attrs, out_path, dataset, fingerprint, size, upscale)

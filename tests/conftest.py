@@ -5,6 +5,13 @@ import numpy as np
 import pytest
 
 
+def pytest_report_header(config):
+    """Which BLAS the suite links (pytest's header, first lines)."""
+    from lasagne_tagger import blas
+    from lasagne_tagger.compat import user_blas_ldflags
+    return blas.describe(user_blas_ldflags() or '')
+
+
 # ---------------------------------------------------------------------------
 # Dataset / store fixtures (tests/test_datasets.py, tests/test_store.py).
 # Every fixture in this block is named ds_*; each builds tiny data under

