@@ -10,7 +10,8 @@
 #                     wheels and does not build there; Theano 1.0.5's sdist
 #                     does not build on 3.12; the stdlib distutils Theano
 #                     imports is gone), so the check carries 3.11.
-#   wheels/           cp311 manylinux wheels: NumPy, h5py, Pillow, six, pip,
+#   wheels/           cp311 manylinux wheels: NumPy, h5py, Pillow, six, the
+#                     BLAS (scipy-openblas32, for the CPU reference), pip,
 #                     setuptools, Cython 0.29 and Mako (to build pygpu),
 #                     Theano and Lasagne built here from their sdists
 #   vendor/           libgpuarray/pygpu 0.7.6 sources (../shared/vendor)
@@ -53,6 +54,7 @@ download() {
         -d "$carry/wheels" "$@"
 }
 download numpy==1.23.5 h5py==3.16.0 pillow==13.0.0 six==1.16.0 \
+    scipy-openblas32==0.3.34.481.3 \
     pip==24.3.1 setuptools==75.8.0 wheel==0.45.1 Cython==0.29.37 \
     Mako==1.3.8 MarkupSafe==3.0.2
 "$python" -m pip wheel -q --no-deps -w "$carry/wheels" Theano==1.0.5 Lasagne==0.1

@@ -79,7 +79,12 @@ def _missing(nodes, cache):
         seen.add(key)
         if cache._get_from_key(key) is not None:
             continue
-        source = linker.get_src_code()
+        try:
+            # (an op may have a key but no C code here, e.g. Dot22 with an
+            # empty blas.ldflags: Theano's loop then uses its Python code)
+            source = linker.get_src_code()
+        except Exception:
+            continue
         module_hash = get_module_hash(source, key)
         if module_hash in cache.module_hash_to_key_data:
             continue               # Theano maps the key to it by itself
