@@ -12,6 +12,7 @@ rename, so the new name survives a power cut too.
 """
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import tempfile
@@ -19,7 +20,7 @@ import tempfile
 from .errors import TaggerError
 
 __all__ = ['atomic_path', 'write_bytes', 'write_text', 'write_json',
-           'describe_os_error', 'fsync_path']
+           'describe_os_error', 'fsync_path', 'make_parent', 'file_digest']
 
 
 def describe_os_error(exc):
@@ -32,6 +33,27 @@ def describe_os_error(exc):
         return 'permission denied' if code != errno.EROFS else \
             'read-only file system'
     return getattr(exc, 'strerror', None) or str(exc) or type(exc).__name__
+
+
+def make_parent(path):
+    """Create the folder of ``path`` (and above); returns it, or raises
+    one TaggerError line naming it."""
+    folder = os.path.dirname(os.path.abspath(os.fspath(path)))
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as exc:
+        raise TaggerError('cannot create the folder (%s)'
+                          % describe_os_error(exc), folder) from None
+    return folder
+
+
+def file_digest(path, algorithm='sha256', chunk=1 << 20):
+    """Hex digest of a file's bytes (``hashlib`` algorithm name)."""
+    digest = hashlib.new(algorithm)
+    with open(path, 'rb') as fh:
+        for block in iter(lambda: fh.read(chunk), b''):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def fsync_path(path, directory=False):

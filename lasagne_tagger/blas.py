@@ -59,14 +59,6 @@ LIBRARY = 'scipy_openblas'           # -lscipy_openblas: libscipy_openblas.so
 PREFIX = 'scipy_'
 NAMES_HEADER = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                             'data', 'scipy_openblas_names.h')
-# note: OpenBLAS runs single-threaded unless one of these is set.  Our
-# convolution op already calls it from OpenMP threads with one BLAS thread
-# each; what is left (Theano's Dot22/Gemm: the classifier, the LSTM) is
-# small, and there OpenBLAS's idle threads and OpenMP's spin against each
-# other on 2 cores: the tagger's training step took 83-97 ms with 2 BLAS
-# threads, 33 ms with 1 (batch 100, 128 units, float32); the demo CNN's
-# step 7.2-9.1 ms either way.
-THREAD_VARIABLES = ('OPENBLAS_NUM_THREADS', 'GOTO_NUM_THREADS')
 # THEANO_FLAGS is split at ',' and '=' and ldflags at white space: a path
 # with one of these cannot be written into the flag.
 _UNSAFE_PATH = re.compile(r'[\s,=\'"]')
@@ -228,9 +220,7 @@ def link_error(ldflags, compiler='g++'):
 @functools.lru_cache(maxsize=None)
 def ensure_usable(ldflags):
     """Check once a process, before anything compiles, that ``ldflags``
-    links, and say so in one line when there is no BLAS.  With the bundled
-    library, also sets its thread count to 1 (:data:`THREAD_VARIABLES`
-    unset).
+    links, and say so in one line when there is no BLAS.
 
     Parameters
     ----------
@@ -257,11 +247,6 @@ def ensure_usable(ldflags):
         except (OSError, AttributeError) as exc:
             raise TaggerError('cannot load the bundled BLAS: %s' % exc,
                               bundled.library)
-        if not any(os.environ.get(name, '').strip()
-                   for name in THREAD_VARIABLES):
-            # the same library the compiled modules link (one copy a
-            # process): Theano's Gemm and Dot22 run single-threaded
-            getattr(lib, PREFIX + 'openblas_set_num_threads')(1)
         return describe(ldflags)
     why = link_error(ldflags)
     if why is not None:

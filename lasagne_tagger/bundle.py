@@ -111,7 +111,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from .atomic import describe_os_error, write_bytes
+from .atomic import make_parent, write_bytes
 from .errors import TaggerError
 
 __all__ = ['FORMAT', 'FORMAT_VERSION', 'GATE_ORDER', 'PEEPHOLE_ORDER',
@@ -275,12 +275,7 @@ def write_bundle(path, meta, model, arrays):
         'created_utc': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
     })
     meta.setdefault('preprocessing', PREPROCESSING)
-    directory = os.path.dirname(os.path.abspath(path))
-    try:
-        os.makedirs(directory, exist_ok=True)
-    except OSError as exc:
-        raise TaggerError('cannot create the folder (%s)'
-                          % describe_os_error(exc), directory) from None
+    make_parent(path)
     # note: the file is built in memory (HDF5's core driver) and written
     # in one go: on a full disk HDF5 itself never sees a failed write (it
     # then printed hundreds of errors and could crash the process); the

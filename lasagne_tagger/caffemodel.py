@@ -34,7 +34,6 @@ to Lasagne's ``(in, out)``.  The training net's auxiliary classifiers
 (``loss1/*``, ``loss2/*``) are skipped by name.
 """
 import functools
-import hashlib
 import os
 from collections import OrderedDict
 
@@ -143,12 +142,10 @@ def message_classes():
         for m in fp.message_type}
 
 
-def sha1sum(path, chunk=1 << 20):
-    digest = hashlib.sha1()
-    with open(path, 'rb') as fh:
-        for block in iter(lambda: fh.read(chunk), b''):
-            digest.update(block)
-    return digest.hexdigest()
+def sha1sum(path):
+    """SHA-1 of a file, hex (BVLC publishes its models' SHA-1)."""
+    from .atomic import file_digest
+    return file_digest(path, 'sha1')
 
 
 def looks_like_caffemodel(head):

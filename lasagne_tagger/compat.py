@@ -269,11 +269,34 @@ def versioned_empty_props(original):
     return cmodule_key_
 
 
-def _wrap_method(cls, name, wrapper):
-    if getattr(getattr(cls, name), 'stable_cache_key', False):
+def wrap_once(owner, name, wrapper, marker, static=False):
+    """Replace ``owner.name`` by ``wrapper(original)`` unless it already
+    carries the attribute ``marker`` (so twice is once); ``static`` for a
+    staticmethod.  Returns whether it changed anything."""
+    current = getattr(owner, name)
+    if getattr(current, marker, False):
         return False
-    setattr(cls, name, wrapper(getattr(cls, name)))
+    new = wrapper(current)
+    setattr(new, marker, True)
+    setattr(owner, name, staticmethod(new) if static else new)
     return True
+
+
+def patch_after_import(module_name, owner, name, wrapper, marker,
+                       static=False):
+    """:func:`wrap_once` on ``module.owner.name`` now if the module is
+    imported, else right after its first import."""
+    return _after_import(module_name, lambda module: wrap_once(
+        getattr(module, owner), name, wrapper, marker, static))
+
+
+def patched(module_name, owner, name, marker):
+    """Whether :func:`patch_after_import` took effect (or waits for the
+    module's import)."""
+    if module_name in sys.modules:
+        return getattr(getattr(getattr(sys.modules[module_name], owner),
+                               name), marker, False)
+    return _hook_installed(module_name)
 
 
 # module -> (class name, method, wrapper) of the cache-key fixes
@@ -334,16 +357,13 @@ def _after_import(name, callback):
 
 def _cache_key_fix(module_name):
     cls, method, wrapper = CACHE_KEY_FIXES[module_name]
-    return _after_import(module_name, lambda module: _wrap_method(
-        getattr(module, cls), method, wrapper))
+    return patch_after_import(module_name, cls, method, wrapper,
+                              'stable_cache_key')
 
 
 def _cache_key_fixed(module_name):
-    if module_name in sys.modules:
-        cls, method, _ = CACHE_KEY_FIXES[module_name]
-        return getattr(getattr(getattr(sys.modules[module_name], cls),
-                               method), 'stable_cache_key', False)
-    return _hook_installed(module_name)
+    cls, method, _ = CACHE_KEY_FIXES[module_name]
+    return patched(module_name, cls, method, 'stable_cache_key')
 
 
 def _patch_cache_key(environ):

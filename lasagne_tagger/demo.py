@@ -15,6 +15,7 @@ import json
 import os
 import time
 
+from .atomic import write_json
 from .errors import TaggerError
 
 __all__ = ['DEMO_DEFAULTS', 'TAGGER_DEFAULTS', 'run_demo']
@@ -176,8 +177,7 @@ def run_demo(out_dir='runs/demo', data=None, epochs=None, progress=True,
         result['report'] = _write_report(out_dir, result, history, tags,
                                          figures)
     result['stages'] = timer.as_json()
-    with open(os.path.join(out_dir, 'summary.json'), 'w') as fh:
-        json.dump(result, fh, indent=2)
+    write_json(os.path.join(out_dir, 'summary.json'), result)
     log('classifier: test accuracy %.3f, mean class accuracy %.3f (%s split)'
         % (result['test_accuracy'], result['test_mean_class_accuracy'],
            test_split))

@@ -34,6 +34,8 @@ import re
 
 import numpy as np
 
+from .atomic import atomic_path, make_parent
+from .atomic import write_json as atomic_write_json
 from .errors import TaggerError
 
 __all__ = ['NOT_RUN_WEIGHTS', 'ExperimentConfig', 'load_experiment',
@@ -239,12 +241,8 @@ def _plain(value):
 
 def write_json(path, data):
     """Write ``data`` as indented JSON, atomically; returns ``path``."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = '%s.%d.tmp' % (path, os.getpid())
-    with open(tmp, 'w', encoding='utf-8') as fh:
-        json.dump(_plain(data), fh, indent=2)
-        fh.write('\n')
-    os.replace(tmp, path)
+    make_parent(path)
+    atomic_write_json(path, _plain(data))
     return path
 
 
@@ -357,14 +355,13 @@ def save_image(array, path, enlarge_to=None, thumbnail=None):
                              Image.NEAREST)
     if thumbnail:
         image.thumbnail((thumbnail, thumbnail))
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    make_parent(path)
     ext = os.path.splitext(path)[1].lower()
-    tmp = '%s.%d.tmp%s' % (path, os.getpid(), ext)
-    if ext in ('.jpg', '.jpeg'):
-        image.save(tmp, quality=85)
-    else:
-        image.save(tmp)
-    os.replace(tmp, path)
+    with atomic_path(path, what='write the image') as tmp:
+        if ext in ('.jpg', '.jpeg'):
+            image.save(tmp, format='JPEG', quality=85)
+        else:
+            image.save(tmp, format='PNG')
     return path
 
 

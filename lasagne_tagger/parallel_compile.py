@@ -168,30 +168,19 @@ def _parallel_make_all(original):
         if theano.config.cxx and self.c_thunks is not False:
             precompile(self.fgraph.apply_nodes)
         return original(self, *args, **kwargs)
-    make_all.parallel_compile = True
     return make_all
-
-
-def _wrap(vm_module):
-    linker = vm_module.VM_Linker
-    if getattr(linker.make_all, 'parallel_compile', False):
-        return False
-    linker.make_all = _parallel_make_all(linker.make_all)
-    return True
 
 
 def install():
     """Wrap ``VM_Linker.make_all`` now if Theano is imported, else right
     after ``theano.gof.vm`` is first imported; False if already done."""
-    from .compat import _after_import
-    return _after_import('theano.gof.vm', _wrap)
+    from .compat import patch_after_import
+    return patch_after_import('theano.gof.vm', 'VM_Linker', 'make_all',
+                              _parallel_make_all, 'parallel_compile')
 
 
 def installed():
     """Whether the wrapper is in place (or waiting for Theano's import)."""
-    import sys
-    from .compat import _hook_installed
-    if 'theano.gof.vm' in sys.modules:
-        return getattr(sys.modules['theano.gof.vm'].VM_Linker.make_all,
-                       'parallel_compile', False)
-    return _hook_installed('theano.gof.vm')
+    from .compat import patched
+    return patched('theano.gof.vm', 'VM_Linker', 'make_all',
+                   'parallel_compile')

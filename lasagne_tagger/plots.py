@@ -20,6 +20,7 @@ import json
 import math
 import os
 
+from .atomic import atomic_path, make_parent
 from .errors import TaggerError
 
 __all__ = ['read_history', 'plot_curves', 'plot_confusion',
@@ -458,25 +459,8 @@ def _save(fig, out_png, dpi=100):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     FigureCanvasAgg(fig)
-    folder = os.path.dirname(os.path.abspath(out_png))
-    tmp = '%s.%d.tmp' % (out_png, os.getpid())
-    try:
-        os.makedirs(folder, exist_ok=True)
+    make_parent(out_png)
+    with atomic_path(out_png, what='write the PNG') as tmp:
         with open(tmp, 'wb') as fh:
             fig.savefig(fh, format='png', dpi=dpi, bbox_inches='tight')
-        os.replace(tmp, out_png)
-    except OSError as exc:
-        _remove(tmp)
-        raise TaggerError('cannot write PNG: %s' % _reason(exc), out_png)
-    except BaseException:
-        _remove(tmp)
-        raise
     return out_png
-
-
-def _remove(path):
-    """Delete ``path`` if it exists."""
-    try:
-        os.remove(path)
-    except OSError:
-        pass

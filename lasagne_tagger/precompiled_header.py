@@ -33,6 +33,9 @@ import sys
 import tempfile
 import threading
 
+from .atomic import write_bytes
+from .errors import TaggerError
+
 __all__ = ['install', 'installed', 'leading_includes', 'stub', 'header_folder',
            'DISABLE_ENV']
 
@@ -127,7 +130,7 @@ def header_folder(block, preargs, include_dirs, base=None):
             os.makedirs(folder, exist_ok=True)
             header = os.path.join(folder, 'Python.h')
             if not os.path.exists(header):
-                _write_atomic(header, stub(block).encode())
+                write_bytes(header, stub(block).encode())
             fd, tmp = tempfile.mkstemp(dir=folder, suffix='.gch.tmp')
             os.close(fd)
             cmd = ([compiler, '-x', 'c++-header', '-g', '-w']
@@ -137,19 +140,12 @@ def header_folder(block, preargs, include_dirs, base=None):
             if done.returncode != 0:
                 if os.path.exists(tmp):    # g++ may have removed it
                     os.remove(tmp)
-                _write_atomic(failed, done.stderr[-4000:])
+                write_bytes(failed, done.stderr[-4000:])
                 return None
             os.replace(tmp, gch)
-        except (OSError, subprocess.SubprocessError):
+        except (OSError, subprocess.SubprocessError, TaggerError):
             return None
     return folder
-
-
-def _write_atomic(path, data):
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path))
-    with os.fdopen(fd, 'wb') as fh:
-        fh.write(data)
-    os.replace(tmp, path)
 
 
 def _with_header(original):
@@ -172,30 +168,21 @@ def _with_header(original):
                         include_dirs=include_dirs, lib_dirs=lib_dirs,
                         libs=libs, preargs=preargs, py_module=py_module,
                         hide_symbols=hide_symbols)
-    compile_str.precompiled_header = True
     return compile_str
-
-
-def _wrap(cmodule):
-    compiler = cmodule.GCC_compiler
-    if getattr(compiler.compile_str, 'precompiled_header', False):
-        return False
-    compiler.compile_str = staticmethod(_with_header(compiler.compile_str))
-    return True
 
 
 def install():
     """Wrap ``GCC_compiler.compile_str`` now if Theano is imported, else
     right after ``theano.gof.cmodule`` is first imported; False if already
     done."""
-    from .compat import _after_import
-    return _after_import('theano.gof.cmodule', _wrap)
+    from .compat import patch_after_import
+    return patch_after_import('theano.gof.cmodule', 'GCC_compiler',
+                              'compile_str', _with_header,
+                              'precompiled_header', static=True)
 
 
 def installed():
     """Whether the wrapper is in place (or waiting for Theano's import)."""
-    from .compat import _hook_installed
-    if 'theano.gof.cmodule' in sys.modules:
-        return getattr(sys.modules['theano.gof.cmodule'].GCC_compiler
-                       .compile_str, 'precompiled_header', False)
-    return _hook_installed('theano.gof.cmodule')
+    from .compat import patched
+    return patched('theano.gof.cmodule', 'GCC_compiler', 'compile_str',
+                   'precompiled_header')

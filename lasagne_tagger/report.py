@@ -6,6 +6,8 @@ folder can be moved or served as it is.  Text is HTML-escaped.
 import html
 import os
 
+from .atomic import write_text
+
 __all__ = ['write_html', 'metrics_table', 'examples_table', 'tags_text']
 
 
@@ -63,13 +65,7 @@ def write_html(path, title, sections, markdown=None):
     for heading, content in sections:
         parts.append('<h2>%s</h2>%s' % (html.escape(heading), content))
     parts.append('</body></html>')
-    tmp = '%s.%d.tmp' % (path, os.getpid())
-    with open(tmp, 'w', encoding='utf-8') as fh:
-        fh.write('\n'.join(parts))
-    os.replace(tmp, path)
+    write_text(path, '\n'.join(parts))
     if markdown is not None:
-        md_path = os.path.splitext(path)[0] + '.md'
-        with open(md_path + '.tmp', 'w', encoding='utf-8') as fh:
-            fh.write(markdown)
-        os.replace(md_path + '.tmp', md_path)
+        write_text(os.path.splitext(path)[0] + '.md', markdown)
     return path

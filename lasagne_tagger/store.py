@@ -53,6 +53,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .atomic import write_text
 from .errors import TaggerError
 
 __all__ = ['FORMAT', 'FORMAT_VERSION', 'PrepareSummary', 'prepare',
@@ -720,14 +721,7 @@ def _prune_rejects(path, keep):
     kept = [(p, r) for p, r in lines if p in keep]
     if len(kept) == len(lines):
         return
-    try:
-        tmp = path + '.tmp'
-        with open(tmp, 'w', encoding='utf-8') as fh:
-            fh.writelines('%s\t%s\n' % line for line in kept)
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise TaggerError('cannot rewrite the rejects file (%s)'
-                          % (exc.strerror or exc), path) from None
+    write_text(path, ''.join('%s\t%s\n' % line for line in kept))
 
 
 def _open_rejects(path):

@@ -44,6 +44,7 @@ import zlib
 
 import numpy as np
 
+from .atomic import write_json
 from .errors import TaggerError
 
 __all__ = ['CLASSES', 'TAXONOMY', 'DATASET_NAME', 'DEFAULT_PER_CLASS',
@@ -571,11 +572,7 @@ def render_dataset(root, per_class=None, size=DEFAULT_SIZE, seed=0,
                 'classes': {cls: list(TAXONOMY[cls]) for cls in CLASSES},
                 'render': {'size': size, 'seed': seed,
                            'per_class': dict(per_class)}}
-        tmp = os.path.join(root, 'taxonomy.json.tmp')
-        with open(tmp, 'w', encoding='utf-8') as fh:
-            json.dump(info, fh, indent=2)
-            fh.write('\n')
-        os.replace(tmp, os.path.join(root, 'taxonomy.json'))
+        write_json(os.path.join(root, 'taxonomy.json'), info)
         os.remove(os.path.join(root, _MARKER))
     except OSError as exc:
         raise TaggerError('cannot write the synthetic dataset (%s)'

@@ -12,6 +12,7 @@ import os
 
 import numpy as np
 
+from .atomic import atomic_path
 from .errors import TaggerError
 
 __all__ = ['Pipeline', 'evaluate_tags', 'render_tags']
@@ -163,9 +164,8 @@ def render_tags(crop_or_path, tags, out_path, title=None, size=None):
         draw.text((image.width + 8, y), '%s  %.0f%%' % (tag, 100 * prob),
                   fill=(20, 20, 120))
         y += line
-    tmp = '%s.%d.tmp.png' % (out_path, os.getpid())
-    canvas.save(tmp)
-    os.replace(tmp, out_path)
+    with atomic_path(out_path, what='write the image') as tmp:
+        canvas.save(tmp, format='PNG')
     return out_path
 
 

@@ -22,7 +22,6 @@ Where the weights come from (:func:`fetch`, in this order, one line each):
 Every way ends in the same file: a model-zoo pickle, checked array by array
 against GoogLeNet's shapes before it is renamed into place.
 """
-import hashlib
 import io
 import os
 import pickle
@@ -31,7 +30,7 @@ import time
 
 import numpy as np
 
-from .atomic import describe_os_error, write_bytes
+from .atomic import describe_os_error, file_digest, make_parent, write_bytes
 from .errors import TaggerError
 
 __all__ = ['MODEL_ZOO_URL', 'MODEL_ZOO_SIZE', 'MODEL_ZOO_SHA256', 'SOURCES',
@@ -88,12 +87,9 @@ def find_weights(path=None):
     return path if os.path.isfile(path) else None
 
 
-def sha256sum(path, chunk=1 << 20):
-    digest = hashlib.sha256()
-    with open(path, 'rb') as fh:
-        for block in iter(lambda: fh.read(chunk), b''):
-            digest.update(block)
-    return digest.hexdigest()
+def sha256sum(path):
+    """SHA-256 of a file, hex."""
+    return file_digest(path, 'sha256')
 
 
 def fetch_instructions(path):
@@ -339,12 +335,7 @@ def fetch(dest=None, sources=None, sha256=MODEL_ZOO_SHA256, timeout=60,
         check_model_zoo(load_model_zoo_pickle(dest, sha256=sha256), dest)
         log('%s: already here and verified' % dest)
         return dest
-    folder = os.path.dirname(os.path.abspath(dest))
-    try:
-        os.makedirs(folder, exist_ok=True)
-    except OSError as exc:
-        raise TaggerError('cannot create the folder (%s)'
-                          % describe_os_error(exc), folder) from None
+    make_parent(dest)
     names = [name for name, _, _ in SOURCES]
     wanted = list(sources or names)
     unknown = [n for n in wanted if n not in names]

@@ -181,6 +181,12 @@ xv, wv = rng.randn(3, 2, 5, 5).astype('float32'), \
 ys, gxs, gws = f(xv, wv)
 ref = theano.function([x, w], T.nnet.conv2d(x, w, border_mode=(1, 1),
                                            filter_flip=False))(xv, wv)
+# Theano's Dot22 has no C code without a BLAS: its Python code runs (and
+# compiling it side by side must not trip on that)
+a = T.matrix('a', dtype='float32')
+h = function_cache.function([a], [T.dot(a, a.T), T.dot(a, a.T) * 2])
+m = rng.randn(3, 4).astype('float32')
+assert abs(h(m)[0] - m @ m.T).max() < 1e-5
 print(float(abs(ys - ref).max()), float(abs(g(xv, wv) - 2 * ref).max()))
 '''
     out = _run(code, THEANORC=os.devnull,

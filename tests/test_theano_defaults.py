@@ -16,7 +16,8 @@ PRINT_MINSIZE = ('import lasagne_tagger, theano; '
 
 def _run(code, tmp_path, **env):
     full = dict(os.environ)
-    for name in ('THEANO_FLAGS', 'OMP_NUM_THREADS', 'LASAGNE_TAGGER_NO_DEFAULTS'):
+    for name in ('THEANO_FLAGS', 'OMP_NUM_THREADS', 'LASAGNE_TAGGER_NO_DEFAULTS',
+                 'GOMP_SPINCOUNT', 'OMP_WAIT_POLICY'):
         full.pop(name, None)
     full['THEANORC'] = str(tmp_path / 'no-theanorc')
     full.update(env)
@@ -86,3 +87,19 @@ def test_apply_adds_nothing_once_theano_is_imported():
     env = {}
     assert theano_defaults.apply(env) == {}
     assert env == {}
+
+
+PRINT_SPIN = ('import os, lasagne_tagger; '
+              'print(os.environ.get("GOMP_SPINCOUNT", "-"))')
+
+
+@pytest.mark.parametrize('env, expected', [
+    ({}, '1000'),
+    ({'GOMP_SPINCOUNT': '50000'}, '50000'),
+    ({'OMP_WAIT_POLICY': 'ACTIVE'}, '-'),
+    ({'LASAGNE_TAGGER_NO_DEFAULTS': '1'}, '-'),
+])
+def test_gomp_spin_count_default_and_user_settings(cores, tmp_path, env,
+                                                   expected):
+    assert _run(PRINT_SPIN, tmp_path, **env) == [expected]
+
