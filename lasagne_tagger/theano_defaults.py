@@ -20,18 +20,23 @@ always wins.  Like ``compat``, nothing here imports Theano, and the package's
     threads, and the process aborts ("PyEval_SaveThread: the function must
     be called with the GIL held", seen with Theano 1.0.5).
 
-``GOMP_SPINCOUNT=1000`` (an environment variable, read when libgomp loads)
-    After a parallel region, libgomp's threads spin 300,000 times (its
-    default) before they sleep; OpenBLAS's threads, which run Theano's
-    ``Dot22``/``Gemm`` (the LSTM, the classifier), spin too, and on 2 cores
-    each set starves the other.  Measured (two interleaved rounds, float32):
-    the tagger's training step (128 units, batch 100) 97 ms with the
-    defaults, 28-30 ms with ``GOMP_SPINCOUNT=1000``, 34-35 ms with
-    OpenBLAS on one thread; greedy decoding (512 units, batch 200)
-    2,200-2,600 rows/s, 2,870-2,890, 1,900-2,000; GoogLeNet 224 px at batch
-    8 the same within noise (forward 38.6-44.1 images/s against
-    41.9-43.7, training 10.7-13.6 against 10.6-13.6).  Set only where the
-    user set neither ``GOMP_SPINCOUNT`` nor ``OMP_WAIT_POLICY``.
+``GOMP_SPINCOUNT=20000`` and ``OPENBLAS_THREAD_TIMEOUT=4`` (environment
+variables, read when libgomp and OpenBLAS load)
+    After their work, libgomp's threads spin 300,000 times (its default)
+    and OpenBLAS's (Theano's ``Dot22``/``Gemm``: the LSTM, the classifier)
+    for 2**28 cycles, about 0.1 s, before they sleep; on 2 cores each
+    library's idle threads take the cores the other one needs.  With the
+    shorter spins, measured (``benchmarks/threads.py``,
+    ``benchmarks/results/threads.json``: medians of 3 interleaved rounds,
+    float32), against both libraries' defaults: the tagger's training step
+    (128 units, batch 100) 25.5 against 87.7 ms, GoogLeNet 224 px forward
+    at batch 8 55.9 against 41.1 images/s, greedy decoding (512 units,
+    batch 200) 3,954 against 4,098 rows/s and the fine-tuning step 16.7
+    against 17.1 images/s (both within noise).  OpenBLAS on one thread
+    instead: the same tagger and forward speed, but decoding 27% slower;
+    libgomp's spin alone shortened: the tagger as fast, the forward pass
+    not faster.  Each is set only where the user has not set it
+    (the spin also not where ``OMP_WAIT_POLICY`` is set).
 
 ``openmp_elemwise_minsize=20000``
     With OpenMP on, Theano runs an element-wise op on several threads only
@@ -52,8 +57,10 @@ __all__ = ['SPEED_DEFAULTS', 'apply', 'prefer_float32']
 # the fastest measured on the reference machine (see the module docstring).
 SPEED_DEFAULTS = (('openmp', 'True'), ('openmp_elemwise_minsize', '20000'))
 # libgomp's spin before its threads sleep (see the module docstring)
-SPIN_VARIABLES = ('GOMP_SPINCOUNT', 'OMP_WAIT_POLICY')
-SPIN_COUNT = '1000'
+# (variable, value, variables any of which the user may have set instead)
+SPIN_DEFAULTS = (('GOMP_SPINCOUNT', '20000',
+                  ('GOMP_SPINCOUNT', 'OMP_WAIT_POLICY')),
+                 ('OPENBLAS_THREAD_TIMEOUT', '4', ('OPENBLAS_THREAD_TIMEOUT',)))
 
 
 def _cpu_count(environ):
@@ -91,9 +98,9 @@ def apply(environ=None):
     if 'theano' in sys.modules:
         return {}
     added = {}
-    if not any(environ.get(name) for name in SPIN_VARIABLES):
-        environ[SPIN_VARIABLES[0]] = SPIN_COUNT
-        added[SPIN_VARIABLES[0]] = SPIN_COUNT
+    for name, value, user_names in SPIN_DEFAULTS:
+        if not any(environ.get(user) for user in user_names):
+            environ[name] = added[name] = value
     no_blas = not (user_theano_flag('blas.ldflags', environ) or '').strip()
     for name, value in SPEED_DEFAULTS:
         if no_blas and name == 'openmp':

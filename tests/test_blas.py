@@ -12,14 +12,7 @@ import pytest
 
 from lasagne_tagger import blas
 from lasagne_tagger.errors import TaggerError
-
-
-def _run(code, **env):
-    full = dict(os.environ)
-    full.pop('THEANO_FLAGS', None)
-    full.update(env)
-    return subprocess.run([sys.executable, '-c', code], capture_output=True,
-                          text=True, env=full, timeout=600)
+from python_child import run_python
 
 
 def _exported(library):
@@ -100,7 +93,7 @@ print(sorted(type(n.op).__name__ for n in f.maker.fgraph.toposort()))
     env = dict(THEANORC=os.devnull,
                THEANO_FLAGS='compiledir=%s' % (tmp_path / 'cd'))
     env.pop('LD_LIBRARY_PATH', None)
-    out = _run(code, **env)
+    out = run_python(code, **env)
     assert out.returncode == 0, out.stderr
     first, kinds = out.stdout.strip().splitlines()[-2:]
     m = np.arange(6.).reshape(2, 3)
@@ -189,8 +182,8 @@ m = rng.randn(3, 4).astype('float32')
 assert abs(h(m)[0] - m @ m.T).max() < 1e-5
 print(float(abs(ys - ref).max()), float(abs(g(xv, wv) - 2 * ref).max()))
 '''
-    out = _run(code, THEANORC=os.devnull,
-               THEANO_FLAGS='blas.ldflags=,compiledir=%s' % (tmp_path / 'c'))
+    out = run_python(code, THEANORC=os.devnull,
+                    THEANO_FLAGS='blas.ldflags=,compiledir=%s' % (tmp_path / 'c'))
     assert out.returncode == 0, out.stderr
     err = [l for l in out.stderr.splitlines() if 'lasagne_tagger: BLAS' in l]
     assert err == ['lasagne_tagger: BLAS: none (blas.ldflags is empty): '

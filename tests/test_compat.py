@@ -2,31 +2,23 @@
 applied only where needed, idempotent, and respectful of user flags."""
 import json
 import os
-import subprocess
 import sys
 
 import numpy as np
 import pytest
 
 from lasagne_tagger import blas, compat
-
-
-def _run(code, **env):
-    full = dict(os.environ)
-    full.pop('THEANO_FLAGS', None)
-    full.update(env)
-    return subprocess.run([sys.executable, '-c', code], capture_output=True,
-                          text=True, env=full, timeout=300)
+from python_child import run_python
 
 
 def test_blas_patch_is_needed_and_works():
     if compat.numpy_has_blas_info():
         pytest.skip('this NumPy still has blas_opt_info: patch not needed')
-    bare = _run('import theano', LASAGNE_TAGGER_NO_COMPAT='1')
+    bare = run_python('import theano', LASAGNE_TAGGER_NO_COMPAT='1')
     assert bare.returncode != 0 and 'blas_opt_info' in bare.stderr
-    ok = _run('import lasagne_tagger, theano; '
-              'print(repr(theano.config.blas.ldflags))',
-              THEANORC=os.devnull)
+    ok = run_python('import lasagne_tagger, theano; '
+                   'print(repr(theano.config.blas.ldflags))',
+                   THEANORC=os.devnull)
     assert ok.returncode == 0, ok.stderr
     # the pinned scipy-openblas32 (installed with the package), not a
     # system library
@@ -36,10 +28,10 @@ def test_blas_patch_is_needed_and_works():
 
 
 def test_user_theano_flags_are_respected():
-    ok = _run('import lasagne_tagger, theano, os; '
-              'print(repr(theano.config.blas.ldflags)); '
-              'print(os.environ["THEANO_FLAGS"])',
-              THEANO_FLAGS='floatX=float32,blas.ldflags=-lblas')
+    ok = run_python('import lasagne_tagger, theano, os; '
+                   'print(repr(theano.config.blas.ldflags)); '
+                   'print(os.environ["THEANO_FLAGS"])',
+                   THEANO_FLAGS='floatX=float32,blas.ldflags=-lblas')
     assert ok.returncode == 0, ok.stderr
     ldflags, flags = ok.stdout.splitlines()
     assert ldflags == "'-lblas'"
@@ -82,7 +74,7 @@ def test_blas_flag_is_appended_once_in_a_fresh_process():
     code = ('import os, lasagne_tagger.compat as c; '
             'r1 = c.apply(); r2 = c.apply(); '
             'print(os.environ["THEANO_FLAGS"]); print(r2["blas"])')
-    out = _run(code, THEANO_FLAGS='floatX=float32', THEANORC=os.devnull)
+    out = run_python(code, THEANO_FLAGS='floatX=float32', THEANORC=os.devnull)
     assert out.returncode == 0, out.stderr
     flags, second = out.stdout.splitlines()
     # (the package's speed defaults, such as openmp, may follow)
@@ -93,8 +85,8 @@ def test_blas_flag_is_appended_once_in_a_fresh_process():
 
 
 def test_downsample_patch_is_needed_and_matches_pool_2d():
-    bare = _run('import lasagne', LASAGNE_TAGGER_NO_COMPAT='1',
-                THEANO_FLAGS='blas.ldflags=')
+    bare = run_python('import lasagne', LASAGNE_TAGGER_NO_COMPAT='1',
+                     THEANO_FLAGS='blas.ldflags=')
     assert bare.returncode != 0
     assert "cannot import name 'downsample'" in bare.stderr
     import theano
@@ -133,13 +125,13 @@ print(f(np.arange(4, dtype=x.dtype)).tolist())
 @pytest.mark.skipif(sys.version_info[:2] <= compat.LAST_PYTHON_WITH_CYTHON_SCAN,
                     reason='Cython scan compiles on this Python')
 def test_scan_patch_is_needed_and_works():
-    ok = _run(SCAN_CODE)
+    ok = run_python(SCAN_CODE)
     assert ok.returncode == 0, ok.stderr[-2000:]
     assert ok.stdout.strip() == '[0.0, 1.0, 3.0, 6.0]'
     # Without the scan patch (the two others applied by hand) it fails.
     code = ('import sys, lasagne_tagger.compat as c; c._patch_downsample(); '
             + SCAN_CODE.replace('import lasagne_tagger, ', 'import '))
-    bare = _run(code, LASAGNE_TAGGER_NO_COMPAT='1', THEANO_FLAGS='blas.ldflags=')
+    bare = run_python(code, LASAGNE_TAGGER_NO_COMPAT='1', THEANO_FLAGS='blas.ldflags=')
     assert bare.returncode != 0
     assert 'scan_perform' in bare.stderr
 
@@ -185,8 +177,8 @@ def test_cache_key_patch_is_needed_and_makes_warm_starts_hit_the_cache(
     flags = 'base_compiledir=%s' % tmp_path
     runs = []
     for _ in range(2):
-        out = _run(CACHE_KEY_CODE, THEANO_FLAGS=flags,
-                   PYTHONHASHSEED='random')
+        out = run_python(CACHE_KEY_CODE, THEANO_FLAGS=flags,
+                        PYTHONHASHSEED='random')
         assert out.returncode == 0, out.stderr[-2000:]
         runs.append(json.loads(out.stdout.splitlines()[-1]))
     first, second = runs
@@ -201,7 +193,7 @@ def test_cache_key_patch_is_needed_and_makes_warm_starts_hit_the_cache(
     assert first['softmax_versioned']
     assert first['compiled'] >= 3 and second['compiled'] == 0
     # A fixed hash seed needs no COp fix.
-    fixed = _run(CACHE_KEY_CODE, THEANO_FLAGS=flags, PYTHONHASHSEED='0')
+    fixed = run_python(CACHE_KEY_CODE, THEANO_FLAGS=flags, PYTHONHASHSEED='0')
     assert fixed.returncode == 0, fixed.stderr[-2000:]
     assert json.loads(fixed.stdout.splitlines()[-1])['applied'] == {
         'theano.gof.cc': True, 'theano.gof.op': False}

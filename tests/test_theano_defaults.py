@@ -17,7 +17,7 @@ PRINT_MINSIZE = ('import lasagne_tagger, theano; '
 def _run(code, tmp_path, **env):
     full = dict(os.environ)
     for name in ('THEANO_FLAGS', 'OMP_NUM_THREADS', 'LASAGNE_TAGGER_NO_DEFAULTS',
-                 'GOMP_SPINCOUNT', 'OMP_WAIT_POLICY'):
+                 'GOMP_SPINCOUNT', 'OMP_WAIT_POLICY', 'OPENBLAS_THREAD_TIMEOUT'):
         full.pop(name, None)
     full['THEANORC'] = str(tmp_path / 'no-theanorc')
     full.update(env)
@@ -90,16 +90,20 @@ def test_apply_adds_nothing_once_theano_is_imported():
 
 
 PRINT_SPIN = ('import os, lasagne_tagger; '
-              'print(os.environ.get("GOMP_SPINCOUNT", "-"))')
+              'print(os.environ.get("GOMP_SPINCOUNT", "-"), '
+              'os.environ.get("OPENBLAS_THREAD_TIMEOUT", "-"))')
 
 
 @pytest.mark.parametrize('env, expected', [
-    ({}, '1000'),
-    ({'GOMP_SPINCOUNT': '50000'}, '50000'),
-    ({'OMP_WAIT_POLICY': 'ACTIVE'}, '-'),
-    ({'LASAGNE_TAGGER_NO_DEFAULTS': '1'}, '-'),
+    ({}, '20000 4'),
+    ({'GOMP_SPINCOUNT': '50000'}, '50000 4'),
+    ({'OMP_WAIT_POLICY': 'ACTIVE'}, '- 4'),
+    ({'OPENBLAS_THREAD_TIMEOUT': '28'}, '20000 28'),
+    ({'GOMP_SPINCOUNT': '0', 'OPENBLAS_THREAD_TIMEOUT': '10'}, '0 10'),
+    ({'LASAGNE_TAGGER_NO_DEFAULTS': '1'}, '- -'),
 ])
-def test_gomp_spin_count_default_and_user_settings(cores, tmp_path, env,
-                                                   expected):
+def test_spin_defaults_and_user_settings(cores, tmp_path, env, expected):
+    """libgomp's spin and OpenBLAS's thread timeout: ours where the user
+    set neither variable (nor OMP_WAIT_POLICY for the spin), the user's
+    otherwise."""
     assert _run(PRINT_SPIN, tmp_path, **env) == [expected]
-
