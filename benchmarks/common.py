@@ -24,6 +24,9 @@ def prepare_process():
 def write_result(result, out):
     """Add the machine, time, load and Theano settings to ``result`` and
     write it as JSON to ``out`` (folders created)."""
+    sys.path.insert(0, os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__))))
+    import lasagne_tagger  # noqa: F401  (Theano's patches, before Theano)
     import theano
     result.update(machine={'cpus': os.cpu_count(),
                            'processor': platform.processor(),

@@ -142,8 +142,6 @@ def main(argv=None):
     medians = {s: {k: statistics.median(v) for k, v in by.items()}
                for s, by in samples.items()}
     os.environ['THEANO_FLAGS'] = run.base_theano_flags()
-    sys.path.insert(0, ROOT)
-    import lasagne_tagger  # noqa: F401  (Theano's patches, for write_result)
     write_result({'rounds': args.rounds, 'settings': settings,
                   'medians': medians, 'samples': samples}, args.out)
     print(json.dumps(medians, indent=1))
