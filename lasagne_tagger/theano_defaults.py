@@ -56,8 +56,9 @@ __all__ = ['SPEED_DEFAULTS', 'apply', 'prefer_float32']
 # note: Theano's own defaults are openmp=False and minsize 200000; ours are
 # the fastest measured on the reference machine (see the module docstring).
 SPEED_DEFAULTS = (('openmp', 'True'), ('openmp_elemwise_minsize', '20000'))
-# libgomp's spin before its threads sleep (see the module docstring)
-# (variable, value, variables any of which the user may have set instead)
+# how long libgomp's and OpenBLAS's idle threads spin before they sleep (see
+# the module docstring): (variable, our value, the variables any of which
+# the user may have set instead)
 SPIN_DEFAULTS = (('GOMP_SPINCOUNT', '20000',
                   ('GOMP_SPINCOUNT', 'OMP_WAIT_POLICY')),
                  ('OPENBLAS_THREAD_TIMEOUT', '4', ('OPENBLAS_THREAD_TIMEOUT',)))
