@@ -1,4 +1,5 @@
 """What every benchmark writes with its numbers: the machine and settings."""
+import argparse
 import json
 import os
 import platform
@@ -41,3 +42,30 @@ def write_result(result, out):
     with open(out, 'w') as fh:
         json.dump(result, fh, indent=2)
     print('wrote', out)
+
+
+def environment_items(text, items):
+    """``['VAR=value', ...]`` (parts of the setting ``text``) -> dict; a
+    part that is not ``VAR=value`` ends the program with one line."""
+    env = {}
+    for item in items:
+        name, sep, value = item.partition('=')
+        if not sep or not name:
+            raise SystemExit('setting %r: %r is not VAR=value' % (text, item))
+        env[name] = value
+    return env
+
+
+def settings_parser(doc, setting_help, defaults, out_name):
+    """The command line of a benchmark that compares ``--setting``s in
+    ``--rounds`` interleaved rounds and writes ``results/<out_name>``."""
+    p = argparse.ArgumentParser(
+        description=doc.splitlines()[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument('--setting', action='append', dest='settings',
+                   help='%s (repeat; default: %s)'
+                        % (setting_help, ', '.join(defaults)))
+    p.add_argument('--rounds', type=int, default=3)
+    p.add_argument('--out', default=os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), 'results', out_name))
+    return p

@@ -15,7 +15,6 @@ environment's own flags (``floatX=float32`` unless the environment sets
 e.g. ``openmp=True;OMP_WAIT_POLICY=PASSIVE``.  The first round also fills
 the compile cache of every setting (its compile times are cold there).
 """
-import argparse
 import os
 import statistics
 import sys
@@ -24,6 +23,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import run  # noqa: E402  (benchmarks/run.py: the child measurements)
+from common import environment_items, settings_parser  # noqa: E402
 
 MEASURES = ('forward', 'train')
 DEFAULT_SETTINGS = ('openmp=False', 'openmp=True')
@@ -33,13 +33,7 @@ def parse_setting(text):
     """``'openmp=True;OMP_WAIT_POLICY=PASSIVE'`` -> (THEANO_FLAGS fragment,
     {environment variable: value})."""
     flags, *env = text.split(';')
-    extra = {}
-    for item in env:
-        name, sep, value = item.partition('=')
-        if not sep or not name:
-            raise SystemExit('setting %r: %r is not VAR=value' % (text, item))
-        extra[name] = value
-    return flags, extra
+    return flags, environment_items(text, env)
 
 
 def measure(settings, rounds, repeats):
@@ -85,17 +79,10 @@ def summarise(samples):
 
 
 def opts_parser():
-    p = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument('--setting', action='append', dest='settings',
-                   help='THEANO_FLAGS fragment[;VAR=value...] (repeat; '
-                        'default: %s)' % ' and '.join(DEFAULT_SETTINGS))
-    p.add_argument('--rounds', type=int, default=3)
+    p = settings_parser(__doc__, 'THEANO_FLAGS fragment[;VAR=value...]',
+                        DEFAULT_SETTINGS, 'flags.json')
     p.add_argument('--repeats', type=int, default=3,
                    help='timed calls per batch size in each child')
-    p.add_argument('--out', default=os.path.join(HERE, 'results',
-                                                 'flags.json'))
     return p
 
 

@@ -21,7 +21,6 @@ enter.  Writes ``benchmarks/results/threads.json``.
     python benchmarks/threads.py [--rounds 3]
         [--setting 'GOMP_SPINCOUNT=300000;OPENBLAS_THREAD_TIMEOUT=28' ...]
 """
-import argparse
 import json
 import os
 import statistics
@@ -29,6 +28,9 @@ import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+from common import environment_items, settings_parser  # noqa: E402
 ROOT = os.path.dirname(HERE)
 
 # libgomp's default spin count is 300000, OpenBLAS's thread timeout 2**28
@@ -90,13 +92,7 @@ print('RESULT ' + json.dumps(res))
 
 def parse_setting(text):
     """``'GOMP_SPINCOUNT=1000;OPENBLAS_THREAD_TIMEOUT=4'`` -> dict."""
-    env = {}
-    for item in text.split(';'):
-        name, sep, value = item.partition('=')
-        if not sep or not name:
-            raise SystemExit('setting %r: %r is not VAR=value' % (text, item))
-        env[name] = value
-    return env
+    return environment_items(text, text.split(';'))
 
 
 def _child(env):
@@ -110,20 +106,11 @@ def _child(env):
 
 
 def opts_parser():
-    p = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument('--setting', action='append', dest='settings',
-                   help='VAR=value[;VAR=value...] (repeat; default: %s)'
-                        % ', '.join(DEFAULT_SETTINGS))
-    p.add_argument('--rounds', type=int, default=3)
-    p.add_argument('--out', default=os.path.join(HERE, 'results',
-                                                 'threads.json'))
-    return p
+    return settings_parser(__doc__, 'VAR=value[;VAR=value...]',
+                           DEFAULT_SETTINGS, 'threads.json')
 
 
 def main(argv=None):
-    sys.path.insert(0, HERE)
     import run
     from common import write_result
     args = opts_parser().parse_args(argv)

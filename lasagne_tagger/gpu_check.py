@@ -38,6 +38,8 @@ import sys
 
 import numpy as np
 
+from . import atomic
+
 __all__ = ['link_cuda_libraries', 'run', 'compare', 'main', 'STEP_LAYERS']
 
 # The layers whose updated weights the step compares: the first, a middle
@@ -126,12 +128,12 @@ def _export(args):
     export_reference(os.path.join(args.out, 'reference.h5'), seed=args.seed,
                      width=args.width, image_size=args.image_size,
                      count=args.count, log=lambda msg: print(msg))
-    with open(os.path.join(args.out, 'device.json'), 'w') as fh:
-        json.dump({'device': theano.config.device,
-                   'on_gpu': gpu.on_gpu(),
-                   'dnn.enabled': str(theano.config.dnn.enabled),
-                   'floatX': theano.config.floatX,
-                   'implementations': gpu.describe()}, fh, indent=2)
+    atomic.write_json(os.path.join(args.out, 'device.json'),
+                      {'device': theano.config.device,
+                       'on_gpu': gpu.on_gpu(),
+                       'dnn.enabled': str(theano.config.dnn.enabled),
+                       'floatX': theano.config.floatX,
+                       'implementations': gpu.describe()})
     print(gpu.describe())
     return 0
 
@@ -254,8 +256,8 @@ def main(argv=None):
         return _step(args)
     passed, line, report = compare(args.cpu_dir, args.gpu_dir)
     if args.json:
-        with open(args.json, 'w') as fh:
-            json.dump(report, fh, indent=2, default=str)
+        atomic.write_text(args.json,
+                          json.dumps(report, indent=2, default=str) + '\n')
     print(line)
     return 0 if passed else 1
 

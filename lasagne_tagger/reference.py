@@ -20,7 +20,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from . import bundle, googlenet
+from . import atomic, bundle, googlenet
 from .errors import TaggerError
 
 __all__ = ['embedded_crops', 'random_cnn', 'random_tagger', 'cnn_weights',
@@ -366,9 +366,9 @@ def train_check_tagger(directory, forward, layers, feature_layer, image_size,
             [s for s, _ in CHECK_PER_CLASS], synthetic.CLASSES,
             feature_layer, source, store='none (rendered in memory)')
     tax_path = os.path.join(directory, 'taxonomy.json')
-    with open(tax_path, 'w') as fh:
-        json.dump({'classes': {c: list(t) for c, t in
-                               synthetic.TAXONOMY.items()}}, fh, indent=1)
+    atomic.write_json(tax_path, {'classes': {c: list(t) for c, t in
+                                             synthetic.TAXONOMY.items()}},
+                      indent=1)
     values = dict(CHECK_TAGGER, **(settings or {}))
     # note: seed + 1: train_tagger seeds its dropout streams with
     # seed * 1000003 + ..., and Theano's MRG streams reject a seed of 0.
