@@ -27,7 +27,7 @@ from .errors import TaggerError
 from .run_folder import open_run, write_metrics
 
 __all__ = ['FinetuneConfig', 'build_network', 'compile_functions',
-           'rotate_batch', 'train', 'evaluate', 'load_classifier']
+           'rotate_batch', 'flip_shift_batch', 'train', 'evaluate', 'load_classifier']
 
 
 @dataclasses.dataclass
@@ -42,6 +42,13 @@ class FinetuneConfig:
     dropout: float = 0.4              # BVLC train_val: pool5/drop_7x7_s1
     l2: float = 2e-4                  # weight of the L2 penalty
     rotate: bool = True               # 0/90/180/270 augmentation
+    # note: the blog augments by rotation only.  ``flip`` (random
+    # left-right mirror) and ``shift`` (random translation by up to this
+    # fraction of the side, edges replicated) are departures for the
+    # from-scratch CPU stand-in; experiments run them as a variant of their
+    # own beside the blog's, never instead of it.
+    flip: bool = False
+    shift: float = 0.0
     learning_rate: float = 0.001
     head_lr_mult: float = 10.0        # new classifier learns faster
     # note: conv1 sees raw pixels (std ~60) while every other layer sees
@@ -69,8 +76,16 @@ class FinetuneConfig:
     # (both ~0.81-0.86 by epoch 4).
     head_init: str = 'glorot'
     momentum: float = 0.9
+    # 'step': multiply the rate by ``lr_decay`` every ``lr_step_epochs``
+    # epochs (BVLC's quick_solver steps too).  'cosine': half a cosine from
+    # ``learning_rate`` towards 0 over the epochs after the warm-up (not
+    # the blog's; for the from-scratch stand-in's fixed budget).
+    lr_schedule: str = 'step'
     lr_decay: float = 0.1             # multiply the rate by this ...
     lr_step_epochs: int = 10          # ... every this many epochs
+    # Epochs whose rate ramps linearly up to ``learning_rate`` (epoch k of
+    # w runs at (k + 1) / (w + 1) of it); 0: none.
+    warmup_epochs: int = 0
     batch_size: int = 32
     epochs: int = 30
     seed: int = 1
@@ -85,8 +100,24 @@ class FinetuneConfig:
             raise TaggerError('dropout must be in [0, 1)')
         if self.lr_step_epochs < 1:
             raise TaggerError('lr_step_epochs must be >= 1')
+        if self.lr_schedule not in ('step', 'cosine'):
+            raise TaggerError("lr_schedule must be 'step' or 'cosine', got "
+                              "%r" % (self.lr_schedule,))
+        if not 0 <= self.warmup_epochs < self.epochs:
+            raise TaggerError('warmup_epochs must be in [0, epochs), got %r'
+                              % (self.warmup_epochs,))
+        if not 0 <= self.shift < 0.5:
+            raise TaggerError('shift must be in [0, 0.5), got %r'
+                              % (self.shift,))
 
     def learning_rate_at(self, epoch):
+        """The learning rate of (0-based) ``epoch``."""
+        if epoch < self.warmup_epochs:
+            return self.learning_rate * (epoch + 1) / (self.warmup_epochs + 1)
+        if self.lr_schedule == 'cosine':
+            done = (epoch - self.warmup_epochs) / (self.epochs -
+                                                   self.warmup_epochs)
+            return self.learning_rate * 0.5 * (1 + math.cos(math.pi * done))
         return self.learning_rate * self.lr_decay ** (epoch //
                                                       self.lr_step_epochs)
 
@@ -205,6 +236,27 @@ def rotate_batch(crops, rng):
     return out
 
 
+def flip_shift_batch(crops, rng, flip=True, shift=0.0):
+    """Mirror each crop left-right with probability 1/2 (``flip``) and
+    translate it by up to ``shift`` x its side in each direction, filling
+    with the edge pixels; crops ``(N, H, W, C)``, returns a new array."""
+    n, h, w = crops.shape[:3]
+    mirror = rng.randint(0, 2, size=n) if flip else np.zeros(n, int)
+    my, mx = int(round(shift * h)), int(round(shift * w))
+    dy = rng.randint(0, 2 * my + 1, size=n)
+    dx = rng.randint(0, 2 * mx + 1, size=n)
+    if my or mx:
+        padded = np.pad(crops, ((0, 0), (my, my), (mx, mx), (0, 0)),
+                        mode='edge')
+    else:
+        padded = crops
+    out = np.empty_like(crops)
+    for i in range(n):
+        img = padded[i, dy[i]:dy[i] + h, dx[i]:dx[i] + w]
+        out[i] = img[:, ::-1] if mirror[i] else img
+    return out
+
+
 def _evaluate_split(store, split, eval_fn, batch_size, num_classes):
     from . import metrics
     from .preprocess import to_network_input
@@ -283,6 +335,8 @@ def train(config, out_dir, resume=False, progress=True, log=print,
                 for k, srng in enumerate(streams):
                     srng.seed(config.seed * 1000003 + epoch * 101 + k)
                 aug = np.random.RandomState([config.seed, epoch, 7])
+                # own stream: rotation-only runs stay as they were
+                aug2 = np.random.RandomState([config.seed, epoch, 11])
                 t0 = time.time()
                 tot_loss = tot_acc = seen = 0.0
                 bar = Progress(math.ceil(n_train / config.batch_size),
@@ -293,6 +347,9 @@ def train(config, out_dir, resume=False, progress=True, log=print,
                         seed=config.seed, epoch=epoch):
                     if config.rotate:
                         crops = rotate_batch(crops, aug)
+                    if config.flip or config.shift:
+                        crops = flip_shift_batch(crops, aug2, config.flip,
+                                                 config.shift)
                     loss, acc = train_fn(to_network_input(crops),
                                          y.astype(np.int32))
                     if not np.isfinite(loss):

@@ -93,3 +93,47 @@ def test_zoo_weights_initialise_all_but_the_head(zoo_pickle, tiny_store):
     got = googlenet.get_model_zoo_values(net, googlenet.PARAM_LAYERS[:-1])
     assert all(np.array_equal(a, b) for a, b in zip(got, params[:-2]))
     assert net['loss3/classifier'].W.get_value().shape == (1024, 8)
+
+
+def test_flip_and_shift_move_pixels_without_inventing_them():
+    rng = np.random.RandomState(0)
+    crops = rng.randint(0, 256, size=(64, 8, 8, 3)).astype(np.uint8)
+    flipped = finetune.flip_shift_batch(crops, np.random.RandomState(1),
+                                        flip=True, shift=0.0)
+    mirrored = [np.array_equal(b, a[:, ::-1]) for a, b in zip(crops, flipped)]
+    same = [np.array_equal(b, a) for a, b in zip(crops, flipped)]
+    assert all(m or s for m, s in zip(mirrored, same))
+    assert 16 < sum(mirrored) < 48          # about half are mirrored
+    shifted = finetune.flip_shift_batch(crops, np.random.RandomState(2),
+                                        flip=False, shift=0.25)
+    assert shifted.shape == crops.shape and shifted.dtype == np.uint8
+    moved = 0
+    for a, b in zip(crops, shifted):
+        padded = np.pad(a, ((2, 2), (2, 2), (0, 0)), mode='edge')
+        hits = [(dy, dx) for dy in range(5) for dx in range(5)
+                if np.array_equal(padded[dy:dy + 8, dx:dx + 8], b)]
+        assert hits, 'a shifted crop is not a window of the padded crop'
+        moved += (2, 2) not in hits
+    assert moved > 32
+    untouched = finetune.flip_shift_batch(crops, np.random.RandomState(3),
+                                          flip=False, shift=0.0)
+    np.testing.assert_array_equal(untouched, crops)
+
+
+def test_learning_rate_schedules():
+    step = finetune.FinetuneConfig(learning_rate=0.1, lr_decay=0.5,
+                                   lr_step_epochs=2, epochs=6)
+    assert [step.learning_rate_at(e) for e in range(6)] == pytest.approx(
+        [0.1, 0.1, 0.05, 0.05, 0.025, 0.025])
+    cos = finetune.FinetuneConfig(learning_rate=0.1, lr_schedule='cosine',
+                                  warmup_epochs=3, epochs=7)
+    cos.validate()
+    rates = [cos.learning_rate_at(e) for e in range(7)]
+    assert rates[:4] == pytest.approx([0.025, 0.05, 0.075, 0.1])
+    assert rates[5] == pytest.approx(0.05)          # half-way down
+    assert all(a > b > 0 for a, b in zip(rates[3:], rates[4:]))
+    for bad, match in [(dict(lr_schedule='linear'), 'lr_schedule'),
+                       (dict(warmup_epochs=7), 'warmup_epochs'),
+                       (dict(shift=0.5), 'shift')]:
+        with pytest.raises(TaggerError, match=match):
+            finetune.FinetuneConfig(epochs=7, **bad).validate()
