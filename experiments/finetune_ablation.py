@@ -23,6 +23,9 @@ VARIANTS = {
     'rotation': {'l2': 0.0},
     'l2+rotation': {},
 }
+# note: a config's "extra_variants" ({name: {setting: value}}) adds variants
+# beside these four (e.g. flips and shifts, which the blog did not use);
+# they never replace the blog's.
 
 
 def opts_parser():
@@ -37,18 +40,39 @@ def opts_parser():
     p.add_argument('--work', default=None,
                    help='store and checkpoints (default: runs/experiments/'
                         '<config name>)')
-    p.add_argument('--variants', default=','.join(VARIANTS),
-                   help='comma-separated subset of %s' % ', '.join(VARIANTS))
+    p.add_argument('--variants', default=None,
+                   help='comma-separated subset of %s and the config\'s '
+                        '"extra_variants" (default: all of them)'
+                        % ', '.join(VARIANTS))
     p.add_argument('--set', action='append', metavar='KEY=VALUE',
                    help='override a fine-tuning setting for every variant')
     p.add_argument('--quiet', action='store_true')
     return p
 
 
+def variant_table(exp, source):
+    """The blog's four variants plus the config's "extra_variants"."""
+    from lasagne_tagger.errors import TaggerError
+    extra = exp.get('extra_variants', {})
+    if not isinstance(extra, dict) or not all(
+            isinstance(v, dict) for v in extra.values()):
+        raise TaggerError('"extra_variants" must map names to objects of '
+                          'fine-tuning settings', source)
+    clash = sorted(set(extra) & set(VARIANTS))
+    if clash:
+        raise TaggerError('"extra_variants" may not redefine %s'
+                          % ', '.join(clash), source)
+    table = dict(VARIANTS)
+    table.update((k, {f: v for f, v in s.items() if not f.startswith('_')})
+                 for k, s in extra.items())
+    return table
+
+
 def run(config_path, out, work, variants, overrides=(), progress=True):
     sys.path.insert(0, os.path.dirname(os.path.dirname(
         os.path.abspath(__file__))))
-    from lasagne_tagger import datasets, finetune, plots, store
+    from lasagne_tagger import datasets, finetune, metrics, plots, store
+    from lasagne_tagger import experiments as ex
     from lasagne_tagger.config import load_config
     from lasagne_tagger.errors import TaggerError
 
@@ -56,9 +80,12 @@ def run(config_path, out, work, variants, overrides=(), progress=True):
         exp = json.load(fh)
     base = os.path.dirname(os.path.abspath(config_path))
     data = os.path.normpath(os.path.join(base, exp['data']))
-    unknown = [v for v in variants if v not in VARIANTS]
+    table = variant_table(exp, config_path)
+    variants = list(variants or table)
+    unknown = [v for v in variants if v not in table]
     if unknown:
-        raise TaggerError('unknown variant(s) %s' % ', '.join(unknown))
+        raise TaggerError('unknown variant(s) %s (have %s)'
+                          % (', '.join(unknown), ', '.join(table)))
     os.makedirs(out, exist_ok=True)
     os.makedirs(work, exist_ok=True)
     dataset = datasets.read_acs(data) if exp.get('acs') else \
@@ -66,12 +93,11 @@ def run(config_path, out, work, variants, overrides=(), progress=True):
     store_path = os.path.join(work, 'store-%d.h5' % exp['image_size'])
     print(store.prepare(dataset, store_path, size=exp['image_size'],
                         upscale=True, progress=progress))
-    results, histories = {}, {}
+    results, histories, predictions, labels = {}, {}, {}, None
     for name in variants:
-        settings = dict(exp['finetune'], store=store_path, **VARIANTS[name])
+        settings = dict(exp['finetune'], store=store_path, **table[name])
         tmp = os.path.join(work, name + '.config.json')
-        with open(tmp, 'w') as fh:
-            json.dump(settings, fh, indent=2)
+        ex.write_json(tmp, settings)
         config = load_config(finetune.FinetuneConfig, tmp, overrides or ())
         run_dir = os.path.join(work, name)
         history = finetune.train(config, run_dir, resume=True,
@@ -79,11 +105,20 @@ def run(config_path, out, work, variants, overrides=(), progress=True):
         histories[name] = history
         last = history[-1]
         best = max(history, key=lambda h: h['val_mean_class_accuracy'])
+        final = finetune.evaluate(os.path.join(run_dir, 'last'), store_path,
+                                  config.val_split)
+        labels = final['labels']
+        predictions[name] = final['predictions']
         results[name] = {'final': last, 'best_epoch': best['epoch'],
                          'best_val_mean_class_accuracy':
                              best['val_mean_class_accuracy'],
                          'final_gap': last['gap'],
-                         'l2': config.l2, 'rotate': config.rotate}
+                         'final_per_class_recall': {
+                             c: r['recall']
+                             for c, r in final['per_class'].items()},
+                         'l2': config.l2, 'rotate': config.rotate,
+                         'flip': config.flip, 'shift': config.shift,
+                         'minutes': sum(h['seconds'] for h in history) / 60}
         plots.plot_run(run_dir)
         os.makedirs(os.path.join(out, name), exist_ok=True)
         for small in os.listdir(run_dir):
@@ -92,9 +127,18 @@ def run(config_path, out, work, variants, overrides=(), progress=True):
                             os.path.join(out, name, small))
     plots.plot_curves(histories, os.path.join(out, 'curves.png'),
                       title='%s: L2 and rotation' % exp.get('name', ''))
-    summary = {'config': exp, 'variants': results}
-    with open(os.path.join(out, 'results.json'), 'w') as fh:
-        json.dump(summary, fh, indent=2)
+    # note: the blog gives no intervals; these are paired percentile
+    # bootstrap intervals over the validation photos (metrics.py).
+    intervals = metrics.accuracy_intervals(labels, predictions)
+    for name in results:
+        results[name]['val_accuracy_interval'] = intervals[name]['accuracy']
+        results[name]['val_mean_class_accuracy_interval'] = \
+            intervals[name]['mean_class_accuracy']
+    summary = {'config': exp, 'variants': results,
+               'val_accuracy_differences': intervals['differences'],
+               'interval_level': intervals['level'],
+               'interval_resamples': intervals['resamples']}
+    ex.write_json(os.path.join(out, 'results.json'), summary)
     for name, r in results.items():
         print('%-12s final train acc %.3f val acc %.3f gap %.3f | best val '
               'mean-class acc %.3f (epoch %d)'
@@ -111,7 +155,8 @@ def main(argv=None):
     out = args.out or os.path.join(here, 'results', name, 'finetune_ablation')
     work = args.work or os.path.join(os.path.dirname(here), 'runs',
                                      'experiments', name)
-    run(args.config, out, work, args.variants.split(','), args.set,
+    run(args.config, out, work,
+        args.variants.split(',') if args.variants else None, args.set,
         progress=not args.quiet)
 
 

@@ -14,6 +14,12 @@ on composites, example predictions), ``tag_accuracy.png``,
 checkpoints go to WORK/tagger.  Resumable: rerunning continues the
 features and the tagger where they stopped.
 
+With ``"control_composites": N`` in the section, a second tagger (the
+control) trains on the same features plus N two-garment composites of the
+training photos, and is measured the same way (``results.json``
+``"control"``): how much of the composites' gap is the blog's setup
+(single garments only in training) and how much the stand-in.
+
     python experiments/tagger_experiment.py experiments/configs/clothing-small.json
 """
 import argparse
@@ -26,7 +32,7 @@ EXPERIMENT = 'tagger'
 
 # Keys of the "tagger" section besides the TaggerConfig "settings".
 SECTION_KEYS = ('_note', 'cnn_variant', 'taxonomy', 'test_split', 'rotations',
-                'beam', 'n_composites', 'settings')
+                'beam', 'n_composites', 'settings', 'control_composites')
 
 
 def opts_parser():
@@ -123,6 +129,25 @@ def run(config_path, out=None, work=None, overrides=(), progress=True,
         n_composites=int(section.get('n_composites', 200)),
         progress=progress, log=log)
 
+    control = None
+    n_control = section.get('control_composites') or 0
+    if not isinstance(n_control, int) or n_control < 0:
+        raise TaggerError('"tagger" "control_composites" must be an integer '
+                          '>= 0, got %r' % (n_control,), config.path)
+    if n_control:
+        # note: not in the blog; the control trains on composites too
+        log('control: the tagger with %d training composites' % n_control)
+        controlled = run_tagger_stage(
+            os.path.join(work, EXPERIMENT + '-control'), store, cnn,
+            config.taxonomy(), test_split, tagger_settings=settings,
+            rotations=rotations, beam=section.get('beam'),
+            n_composites=int(section.get('n_composites', 200)),
+            progress=progress, log=log, train_composites=n_control)
+        control = {'train_composites': n_control,
+                   'single': controlled['single'],
+                   'multi': controlled.get('multi'),
+                   'curve_summary': tag_curve_summary(controlled['history'])}
+
     os.makedirs(os.path.join(out, 'examples'), exist_ok=True)
     for name in os.listdir(os.path.join(out, 'examples')):
         if name.endswith('.png'):               # stale examples of a rerun
@@ -153,6 +178,7 @@ def run(config_path, out=None, work=None, overrides=(), progress=True,
                                      'val_tag_accuracy')} for h in history],
         'curve_summary': curve,
         'single': result['single'], 'multi': result.get('multi'),
+        'control': control,
         'single_examples': result['single_examples'],
         'multi_examples': result.get('multi_examples', []),
         'figures': {'tag_accuracy': 'tag_accuracy.png'},
@@ -171,6 +197,11 @@ def run(config_path, out=None, work=None, overrides=(), progress=True,
                 % (label, m['micro_precision'], m['micro_recall'],
                    m['micro_f1'], m['macro_f1'], m['exact_match'],
                    m['count']))
+    m = (control or {}).get('multi')
+    if m:
+        log('control (with %d training composites), two garments: micro P '
+            '%.3f R %.3f F1 %.3f' % (n_control, m['micro_precision'],
+                                     m['micro_recall'], m['micro_f1']))
     log('wrote %s' % os.path.join(out, 'results.json'))
     return summary
 

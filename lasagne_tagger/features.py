@@ -24,7 +24,7 @@ from .atomic import atomic_path, describe_os_error, fsync_path
 from .errors import TaggerError
 
 __all__ = ['FORMAT', 'FORMAT_VERSION', 'extract_features', 'open_features',
-           'partial_path', 'row_crc', 'write_features',
+           'partial_path', 'rotated_features', 'row_crc', 'write_features',
            'FeatureTable']
 
 FORMAT = 'lasagne_tagger.features'
@@ -79,7 +79,6 @@ def extract_features(source, store_path, out_path, layer='pool5/7x7_s1',
     import h5py
     from . import store as store_mod
     from .imagenet import compile_forward
-    from .preprocess import to_network_input
     from .progress import Progress
 
     out_path = os.fspath(out_path)
@@ -116,7 +115,7 @@ def extract_features(source, store_path, out_path, layer='pool5/7x7_s1',
         forward = compile_forward(net, (layer,))
         try:
             _extract_into(partial, attrs, store, rows, width, n_rot, forward,
-                          batch_size, progress, to_network_input, Progress)
+                          batch_size, progress, Progress)
             _verify_file(partial)
         except OSError as exc:
             raise TaggerError('cannot write the features (%s); rerun with '
@@ -155,7 +154,7 @@ def _check_same(path, attrs):
 
 
 def _extract_into(path, attrs, store, rows, width, n_rot, forward,
-                  batch_size, progress, to_network_input, Progress):
+                  batch_size, progress, Progress):
     import h5py
     mode = 'r+' if os.path.exists(path) else 'w-'
     with h5py.File(path, mode) as h5:
@@ -184,11 +183,7 @@ def _extract_into(path, attrs, store, rows, width, n_rot, forward,
         for start in range(0, len(todo), batch_size):
             pos = todo[start:start + batch_size]
             crops, _ = store.read(rows[pos])
-            out = np.empty((len(pos), n_rot, width), dtype='float32')
-            for r in range(n_rot):
-                turned = np.rot90(crops, r, axes=(1, 2))
-                out[:, r] = forward(to_network_input(turned))[0].reshape(
-                    len(pos), width)
+            out = rotated_features(forward, crops, n_rot, width)
             # features and their CRCs first, flushed, then the done marks:
             # a kill between the two only costs recomputing this batch.
             h5['features'][list(pos)] = out
@@ -198,6 +193,19 @@ def _extract_into(path, attrs, store, rows, width, n_rot, forward,
             h5.flush()
             bar.update(len(pos))
         bar.close()
+
+
+def rotated_features(forward, crops, n_rot, width):
+    """``(N, n_rot, width)`` float32 activations of uint8 crops turned by
+    0, 90, ... degrees (``forward``: from :func:`imagenet.compile_forward`
+    with one layer)."""
+    from .preprocess import to_network_input
+    out = np.empty((len(crops), n_rot, width), dtype='float32')
+    for r in range(n_rot):
+        turned = np.rot90(crops, r, axes=(1, 2))
+        out[:, r] = forward(to_network_input(turned))[0].reshape(
+            len(crops), width)
+    return out
 
 
 def row_crc(values):
@@ -289,6 +297,10 @@ class FeatureTable(object):
             raise TaggerError('no split %r in features (have %s)'
                               % (split, ', '.join(self.split_names)))
         return np.flatnonzero(self.splits == self.split_names.index(split))
+
+    def all_rotations(self, rows=None):
+        """``(len(rows), rotations, width)`` features (every row: None)."""
+        return self._features if rows is None else self._features[rows]
 
     def features(self, rows, rotation=0):
         rot = np.broadcast_to(np.asarray(rotation), np.shape(rows))

@@ -273,6 +273,8 @@ def _evaluate_split(store, split, eval_fn, batch_size, num_classes):
     preds = np.concatenate(preds)
     report = metrics.classification_report(labels, preds, store.classes)
     report['loss'] = sum(losses) / len(labels)
+    report['labels'] = labels.tolist()
+    report['predictions'] = preds.tolist()
     return report
 
 
@@ -427,7 +429,9 @@ def load_classifier(prefix, input_var=None):
 
 
 def evaluate(prefix, store_path, split, batch_size=32):
-    """Metrics of a checkpoint on one split of a store."""
+    """Metrics of a checkpoint on one split of a store: those of
+    :func:`metrics.classification_report`, ``loss``, and per image (store
+    order) its ``labels`` and ``predictions``."""
     from . import store as store_mod
     import theano.tensor as T
 

@@ -13,13 +13,18 @@ Conventions
   tag that appears in the truth or in a prediction; macro F1 is the mean of
   per-tag F1 (not the F1 of macro precision and recall).
 * Every function returns plain Python numbers, lists and dicts (JSON-ready).
+* Confidence intervals (:func:`accuracy_intervals`,
+  :func:`tag_f1_intervals`) are percentile bootstrap intervals over the
+  evaluated images: resample the images with replacement, recompute the
+  score, take the central ``level`` of the resampled scores.
 """
 import numpy as np
 
 from .errors import TaggerError
 
 __all__ = ['confusion_matrix', 'accuracy', 'mean_class_accuracy',
-           'classification_report', 'tag_metrics']
+           'classification_report', 'tag_metrics', 'bootstrap_indices',
+           'accuracy_intervals', 'tag_f1_intervals']
 
 
 def _ratio(num, den):
@@ -259,3 +264,112 @@ def tag_metrics(true_sets, pred_sets):
             'empty_predictions': sum(not p for p in pred_sets),
             'n_tags': len(rows),
             'per_tag': per_tag}
+
+
+def bootstrap_indices(n, resamples=2000, seed=0):
+    """``(resamples, n)`` int64 indices: ``n`` items drawn with replacement,
+    once per resample (``np.random.RandomState(seed)``)."""
+    if n < 1 or resamples < 1:
+        raise TaggerError('bootstrap needs n >= 1 and resamples >= 1, got '
+                          'n=%r resamples=%r' % (n, resamples))
+    return np.random.RandomState(seed).randint(0, n, size=(resamples, n))
+
+
+def _percentiles(values, level):
+    if not 0 < level < 1:
+        raise TaggerError('level must be in (0, 1), got %r' % (level,))
+    tail = 100.0 * (1 - level) / 2
+    lo, hi = np.percentile(values, [tail, 100.0 - tail])
+    return [float(lo), float(hi)]
+
+
+def accuracy_intervals(y_true, predictions, resamples=2000, level=0.95,
+                       seed=0):
+    """Paired bootstrap intervals of accuracy and mean-class accuracy.
+
+    Parameters
+    ----------
+    y_true : array_like
+        The true class of each image.
+    predictions : dict
+        Name -> the predicted class of each image (same images, same
+        order), e.g. one entry per trained variant.
+    resamples, level, seed
+        See :func:`bootstrap_indices`; every name is scored on the same
+        resamples, so differences between names are paired.
+
+    Returns
+    -------
+    dict
+        Per name: ``accuracy`` and ``mean_class_accuracy`` (``[low,
+        high]``); ``differences``: for each ordered pair of names ``'a - b'``
+        the interval of ``accuracy(a) - accuracy(b)``; ``level``,
+        ``resamples``, ``count``.  A resample's mean-class accuracy averages
+        over the classes it holds, as :func:`mean_class_accuracy` does.
+    """
+    true = _labels(y_true, 'y_true')
+    if not len(true):
+        raise TaggerError('no images to score')
+    if not predictions:
+        raise TaggerError('no predictions to score')
+    idx = bootstrap_indices(len(true), resamples, seed)
+    k = int(true.max()) + 1
+    t = true[idx]
+    rows = np.repeat(np.arange(len(idx)), len(true))
+    support = np.zeros((len(idx), k))
+    np.add.at(support, (rows, t.ravel()), 1)
+    present = support > 0
+    out, accs = {}, {}
+    for name, pred in predictions.items():
+        pred = _labels(pred, 'predictions[%r]' % (name,))
+        if len(pred) != len(true):
+            raise TaggerError('predictions[%r] has %d images, y_true %d'
+                              % (name, len(pred), len(true)))
+        right = (pred == true)[idx]
+        hits = np.zeros((len(idx), k))
+        np.add.at(hits, (rows, t.ravel()), right.ravel())
+        recall = np.where(present, hits / np.maximum(support, 1), 0.0)
+        accs[name] = right.mean(axis=1)
+        out[name] = {
+            'accuracy': _percentiles(accs[name], level),
+            'mean_class_accuracy': _percentiles(
+                recall.sum(axis=1) / present.sum(axis=1), level)}
+    out['differences'] = {'%s - %s' % (a, b): _percentiles(accs[a] - accs[b],
+                                                           level)
+                          for a in accs for b in accs if a != b}
+    out.update(level=level, resamples=int(resamples), count=len(true))
+    return out
+
+
+def tag_f1_intervals(true_sets, pred_sets, resamples=2000, level=0.95,
+                     seed=0):
+    """Bootstrap intervals of the micro precision, recall and F1 of
+    :func:`tag_metrics`, resampling the images.
+
+    Returns
+    -------
+    dict
+        ``micro_precision``, ``micro_recall``, ``micro_f1``: ``[low, high]``;
+        ``level``, ``resamples``, ``count``.
+    """
+    true_sets = [_tag_set(s, 'true_sets', i) for i, s in enumerate(true_sets)]
+    pred_sets = [_tag_set(s, 'pred_sets', i) for i, s in enumerate(pred_sets)]
+    if len(true_sets) != len(pred_sets):
+        raise TaggerError('true_sets has %d images but pred_sets has %d'
+                          % (len(true_sets), len(pred_sets)))
+    if not true_sets:
+        raise TaggerError('no images to score')
+    counts = np.array([[len(t & p), len(p - t), len(t - p)]
+                       for t, p in zip(true_sets, pred_sets)], dtype=float)
+    idx = bootstrap_indices(len(counts), resamples, seed)
+    tp, fp, fn = counts[idx].sum(axis=1).T
+    precision = np.where(tp + fp > 0, tp / np.maximum(tp + fp, 1), 0.0)
+    recall = np.where(tp + fn > 0, tp / np.maximum(tp + fn, 1), 0.0)
+    total = precision + recall
+    f1 = np.where(total > 0, 2 * precision * recall / np.where(
+        total > 0, total, 1), 0.0)
+    return {'micro_precision': _percentiles(precision, level),
+            'micro_recall': _percentiles(recall, level),
+            'micro_f1': _percentiles(f1, level),
+            'level': level, 'resamples': int(resamples),
+            'count': len(true_sets)}

@@ -208,6 +208,14 @@ def claim2(result):
             '%s %.3f' % (name, v[name]['final']['val_accuracy'])
             for name in ('none', 'l2', 'rotation', 'l2+rotation')
             if name in v)]
+    extra = [name for name in v
+             if name not in ('none', 'l2', 'rotation', 'l2+rotation')]
+    if extra:
+        parts.append('not the blog\'s augmentation: %s' % ', '.join(
+            '%s val accuracy %.3f, mean-class %.3f, gap %.3f'
+            % (name, v[name]['final']['val_accuracy'],
+               v[name]['final']['val_mean_class_accuracy'],
+               v[name]['final_gap']) for name in extra))
     narrows = v['l2+rotation']['final_gap'] < v['none']['final_gap']
     if not narrows:
         verdict, why = 'does not hold', 'L2 + rotation does not narrow the gap'
@@ -227,7 +235,37 @@ def claim2(result):
     if narrows and drop > 0:
         why += ('; but validation accuracy falls by %.3f (underfitting in '
                 'this budget, not better generalisation)' % drop)
-    return {'ours': '; '.join(parts), 'verdict': verdict, 'why': why}
+    return {'ours': '; '.join(parts), 'verdict': verdict, 'why': why,
+            'confidence': _claim2_confidence(v, result)}
+
+
+def _interval(iv):
+    return '[%.3f, %.3f]' % tuple(iv)
+
+
+def _claim2_confidence(v, result):
+    """Bootstrap intervals behind claim 2: each variant's validation
+    accuracy, and the narrowing of the gap from none to l2+rotation (the
+    train accuracies taken as they are)."""
+    diffs = result.get('val_accuracy_differences') or {}
+    key = 'none - l2+rotation'
+    if key not in diffs:
+        return '-'
+    level = result.get('interval_level', 0.95)
+    lo, hi = diffs[key]
+    train = v['none']['final']['train_accuracy'] - \
+        v['l2+rotation']['final']['train_accuracy']
+    narrowing = [train - hi, train - lo]       # gap(none) - gap(l2+rot)
+    parts = ['%d%% bootstrap over the validation photos: val accuracy %s'
+             % (round(100 * level), ', '.join(
+            '%s %s' % (name, _interval(v[name]['val_accuracy_interval']))
+            for name in v if 'val_accuracy_interval' in v[name])),
+        'gap narrowing none -> l2+rotation %.3f %s%s' % (
+            v['none']['final_gap'] - v['l2+rotation']['final_gap'],
+            _interval(narrowing),
+            ' (includes 0: within the noise)' if narrowing[0] <= 0 <=
+            narrowing[1] else '')]
+    return '; '.join(parts)
 
 
 def claim3(result):
@@ -266,6 +304,21 @@ def claim4(result):
             '%.3f, exact match %.3f (%d); one garment: micro F1 %.3f'
             % (m['micro_precision'], m['micro_recall'], m['micro_f1'],
                m['exact_match'], m['count'], result['single']['micro_f1']))
+    control = (result.get('control') or {}).get('multi')
+    if control:
+        ours += ('; control (tagger trained with %d composites too): '
+                 'composites micro precision %.3f, recall %.3f, F1 %.3f'
+                 % (result['control']['train_composites'],
+                    control['micro_precision'], control['micro_recall'],
+                    control['micro_f1']))
+    confidence = '-'
+    if 'intervals' in m:
+        confidence = '95%% bootstrap over the composites: micro F1 %s, ' \
+            'precision %s' % (_interval(m['intervals']['micro_f1']),
+                              _interval(m['intervals']['micro_precision']))
+        if control and 'intervals' in control:
+            confidence += '; control micro F1 %s' % _interval(
+                control['intervals']['micro_f1'])
     bar = CLAIM4_BLOG_ACCURACY - CLAIM4_MARGIN
     if m['micro_f1'] >= bar:
         verdict, why = 'holds', 'micro F1 >= %.2f' % bar
@@ -275,7 +328,13 @@ def claim4(result):
                'garments (recall %.2f)' % (bar, m['micro_recall']))
     else:
         verdict, why = 'does not hold', 'micro precision and F1 < %.2f' % bar
-    return {'ours': ours, 'verdict': verdict, 'why': why}
+    if control:
+        why += ('; with composites in training the F1 is %.3f, so %.3f of '
+                'the gap to %.2f is the blog\'s single-garment training'
+                % (control['micro_f1'],
+                   control['micro_f1'] - m['micro_f1'], bar))
+    return {'ours': ours, 'verdict': verdict, 'why': why,
+            'confidence': confidence}
 
 
 def claim5(result):
@@ -337,13 +396,15 @@ def _settings(folder, result):
 
 def claim_rows(results):
     """One dict per claim: ``claim``, ``statement``, ``blog``, ``ours``,
-    ``settings``, ``verdict``, ``why``, ``folder``."""
+    ``settings``, ``verdict``, ``why``, ``confidence`` (bootstrap intervals
+    where the verdict rests on a difference; ``-`` where none), ``folder``."""
     rules = {1: claim1, 2: claim2, 3: claim3, 4: claim4, 5: claim5}
     rows = []
     for number in sorted(CLAIMS):
         folder, statement, blog = CLAIMS[number]
         result = results.get(folder)
         row = rules[number](result)
+        row.setdefault('confidence', '-')
         row.update(claim=number, statement=statement, blog=blog,
                    folder=folder, settings=_settings(folder, result))
         rows.append(row)
@@ -358,16 +419,18 @@ def _e(text):
 
 def _claims_table(rows):
     head = ('<tr><th>claim</th><th>the blog</th><th>blog\'s figure</th>'
-            '<th>our figure</th><th>settings</th><th>verdict</th></tr>')
+            '<th>our figure</th><th>settings</th><th>verdict</th>'
+            '<th>confidence</th></tr>')
     body = []
     for r in rows:
         body.append(
             '<tr><td>%d</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td>'
             '<td style="background:%s"><b>%s</b><br><small>%s</small></td>'
-            '</tr>' % (r['claim'], _e(r['statement']), _e(r['blog']),
-                       _e(r['ours']), _e(r['settings']),
-                       _COLOURS.get(r['verdict'], '#fff'), _e(r['verdict']),
-                       _e(r['why'])))
+            '<td><small>%s</small></td></tr>'
+            % (r['claim'], _e(r['statement']), _e(r['blog']),
+               _e(r['ours']), _e(r['settings']),
+               _COLOURS.get(r['verdict'], '#fff'), _e(r['verdict']),
+               _e(r['why']), _e(r['confidence'])))
     return '<table>%s%s</table>' % (head, ''.join(body))
 
 
@@ -498,12 +561,12 @@ def _markdown(title, rows, notes, results):
     cell = lambda t: str(t).replace('|', '\\|').replace('\n', ' ')
     lines = ['# %s' % title, '',
              '| claim | the blog | blog\'s figure | our figure | settings | '
-             'verdict |', '|---|---|---|---|---|---|']
+             'verdict | confidence |', '|---|---|---|---|---|---|---|']
     for r in rows:
-        lines.append('| %d | %s | %s | %s | %s | **%s**: %s |' % (
+        lines.append('| %d | %s | %s | %s | %s | **%s**: %s | %s |' % (
             r['claim'], cell(r['statement']), cell(r['blog']),
             cell(r['ours']), cell(r['settings']), r['verdict'],
-            cell(r['why'])))
+            cell(r['why']), cell(r['confidence'])))
     lines += ['', '## Verdict rules', '']
     lines += ['%d. %s' % (k, t) for k, t in enumerate(_RULES, 1)]
     if notes:

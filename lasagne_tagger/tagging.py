@@ -7,6 +7,9 @@
   composites built from them (truth: the union of their tag sets), as the
   blog's "~80% on images with several garments" claim.
 * :func:`render_tags` -- the blog's figure: the photo with its tags.
+* :func:`add_training_composites` -- the composites control: the training
+  features plus those of composites of training photos, each labelled with
+  its combination of classes (tags: the union of theirs).
 """
 import os
 
@@ -15,7 +18,8 @@ import numpy as np
 from .atomic import atomic_path
 from .errors import TaggerError
 
-__all__ = ['Pipeline', 'evaluate_tags', 'render_tags']
+__all__ = ['Pipeline', 'evaluate_tags', 'render_tags',
+           'add_training_composites', 'combination_name']
 
 
 class Pipeline(object):
@@ -94,8 +98,10 @@ def evaluate_tags(pipeline, store_path, split, n_composites=200, k=2,
     Returns
     -------
     dict
-        ``single`` and ``multi`` tag metrics (see :func:`metrics.tag_metrics`)
-        and a few ``examples`` (index, predicted and true tags) of each.
+        ``single`` and ``multi`` tag metrics (see :func:`metrics.tag_metrics`,
+        each with the bootstrap ``intervals`` of its micro scores over the
+        images, :func:`metrics.tag_f1_intervals`) and a few ``examples``
+        (index, predicted and true tags) of each.
     """
     from . import composites, metrics, store as store_mod
     vocab = pipeline.vocabulary
@@ -115,9 +121,10 @@ def evaluate_tags(pipeline, store_path, split, n_composites=200, k=2,
         crops, labels = store.read(rows)
     predicted = pipeline.tag_crops(crops, beam=beam)
     pred_sets = [set(t for t, _ in p) for p in predicted]
+    truth = _truth_sets(labels, class_tags)
     result = {'split': split, 'beam': beam or 1,
-              'single': metrics.tag_metrics(_truth_sets(labels, class_tags),
-                                            pred_sets)}
+              'single': metrics.tag_metrics(truth, pred_sets)}
+    result['single']['intervals'] = metrics.tag_f1_intervals(truth, pred_sets)
     result['single_examples'] = [
         {'row': int(rows[i]), 'predicted': predicted[i],
          'true': class_tags[int(labels[i])]}
@@ -127,8 +134,10 @@ def evaluate_tags(pipeline, store_path, split, n_composites=200, k=2,
             crops, labels, n_composites, k=k, seed=seed)
         multi_pred = pipeline.tag_crops(images, beam=beam)
         truth = composites.composite_truth(label_lists, class_tags)
-        result['multi'] = metrics.tag_metrics(
-            truth, [set(t for t, _ in p) for p in multi_pred])
+        multi_sets = [set(t for t, _ in p) for p in multi_pred]
+        result['multi'] = metrics.tag_metrics(truth, multi_sets)
+        result['multi']['intervals'] = metrics.tag_f1_intervals(truth,
+                                                                multi_sets)
         result['multi']['k'] = k
         result['multi_examples'] = [
             {'sources': [int(rows[j]) for j in idx[i]],
@@ -136,6 +145,101 @@ def evaluate_tags(pipeline, store_path, split, n_composites=200, k=2,
             for i in range(min(examples, len(images)))]
         result['_composites'] = images[:examples]
     return result
+
+
+def combination_name(class_names):
+    """The class of a composite: its garments' class names, sorted, joined
+    by ``+`` (``'shirt+t-shirt'``)."""
+    return '+'.join(sorted(class_names))
+
+
+def add_training_composites(cnn_prefix, store_path, features_path, taxonomy,
+                            out_dir, n, k=2, split='train', seed=1,
+                            batch_size=32):
+    """Features and taxonomy for a tagger trained with composites too.
+
+    Builds ``n`` ``k``-garment composites of the ``split`` photos
+    (:func:`composites.make_composites`), runs them through the CNN at the
+    features file's layer and rotations, and writes to ``out_dir``:
+    ``features.h5`` (every row of ``features_path`` plus the composites, in
+    ``split``, each labelled with a combination class such as
+    ``'shirt+t-shirt'``) and ``taxonomy.json`` (the taxonomy's classes plus
+    each combination, whose tags are its classes' tags in class-name order,
+    each once).  The tagger then learns composites like any other class; the
+    evaluation's composites come from another split and seed.
+
+    A finished ``out_dir`` (both files) is returned as it is: the same
+    arguments give the same files.
+
+    Returns
+    -------
+    (str, str)
+        The features and taxonomy paths.
+    """
+    from . import composites, datasets, finetune, store as store_mod
+    from .atomic import write_json
+    from .features import open_features, rotated_features, write_features
+    from .imagenet import compile_forward
+
+    if not isinstance(n, (int, np.integer)) or n < 1:
+        raise TaggerError('the number of training composites must be an '
+                          'integer >= 1, got %r' % (n,))
+    feats_out = os.path.join(out_dir, 'features.h5')
+    tax_out = os.path.join(out_dir, 'taxonomy.json')
+    if os.path.isfile(feats_out) and os.path.isfile(tax_out):
+        return feats_out, tax_out
+    table = open_features(features_path)
+    tax = datasets.load_taxonomy(taxonomy)
+    class_tags = datasets.class_tags(tax, table.classes)
+    with store_mod.open_store(store_path) as store:
+        if list(store.classes) != table.classes:
+            raise TaggerError('store classes %s differ from the features\' '
+                              '%s' % (list(store.classes), table.classes),
+                              store_path)
+        rows = store.indices(split)
+        if not len(rows):
+            raise TaggerError('split %r is empty' % split, store_path)
+        crops, labels = store.read(rows)
+    images, _, label_lists = composites.make_composites(
+        crops, labels, n, k=k, seed=seed)
+    names = [combination_name(table.classes[l] for l in ll)
+             for ll in label_lists.tolist()]
+    combos = sorted(set(names))
+    clash = [c for c in combos if c in tax]
+    if clash:
+        raise TaggerError('the taxonomy already has classes named %s'
+                          % ', '.join(clash), os.fspath(taxonomy))
+    combined = dict(tax)
+    for combo in combos:
+        tags = []
+        for part in combo.split('+'):
+            tags += [t for t in class_tags[table.classes.index(part)]
+                     if t not in tags]
+        combined[combo] = tags
+    net, _ = finetune.load_classifier(cnn_prefix)
+    forward = compile_forward(net, (table.layer,))
+    extra = np.concatenate([
+        rotated_features(forward, images[i:i + batch_size], table.rotations,
+                         table.width)
+        for i in range(0, len(images), batch_size)])
+    table.rows(split)                    # the split must be in the file
+    classes = table.classes + combos
+    os.makedirs(out_dir, exist_ok=True)
+    write_json(tax_out, {
+        'name': 'composites control',
+        'description': 'the classes of %s plus the %d-garment combinations '
+                       'of %d training composites' % (os.fspath(taxonomy),
+                                                      k, n),
+        'classes': combined})
+    write_features(
+        feats_out,
+        np.concatenate([table.all_rotations(), extra]),
+        np.concatenate([table.labels, [classes.index(c) for c in names]]),
+        np.concatenate([table.splits, np.full(
+            len(names), table.split_names.index(split))]),
+        table.split_names, classes, table.layer,
+        '%s + %d composites' % (os.fspath(cnn_prefix), n))
+    return feats_out, tax_out
 
 
 def render_tags(crop_or_path, tags, out_path, title=None, size=None):
@@ -172,8 +276,12 @@ def render_tags(crop_or_path, tags, out_path, title=None, size=None):
 def run_tagger_stage(out_dir, store_path, cnn_prefix, taxonomy, test_split,
                      tagger_settings=None, rotations=False, beam=None,
                      n_composites=200, progress=True, log=print,
-                     timer=None):
+                     timer=None, train_composites=0):
     """Features -> tagger training -> tag evaluation, into ``out_dir``.
+
+    ``train_composites`` > 0 trains the tagger on that many two-garment
+    composites of the training photos besides the single garments (the
+    composites control, :func:`add_training_composites`).
 
     Returns a dict with the tagger history, the single- and multi-garment
     tag metrics, and example images written under ``out_dir/examples``.
@@ -190,6 +298,11 @@ def run_tagger_stage(out_dir, store_path, cnn_prefix, taxonomy, test_split,
     with timer.stage('extract'):
         extract_features(cnn_prefix, store_path, feats, rotations=rotations,
                          progress=progress)
+    if train_composites:
+        with timer.stage('training composites'):
+            feats, taxonomy = add_training_composites(
+                cnn_prefix, store_path, feats, taxonomy,
+                os.path.join(out_dir, 'composites'), train_composites)
     fields = {f.name for f in dataclasses.fields(tagger.TaggerConfig)}
     settings = {k: v for k, v in (tagger_settings or {}).items()
                 if k in fields}

@@ -46,9 +46,11 @@ def _write_config(base, data):
                      'from_scratch': True, 'width': 0.125, 'epochs': 1,
                      'batch_size': 16, 'l2': 1e-4, 'rotate': True,
                      'seed': 1},
+        'extra_variants': {'l2+rotation+flip': {
+            '_note': 'not the blog\'s', 'flip': True, 'shift': 0.125}},
         'tagger': {'_note': 'tiny tagger', 'cnn_variant': 'l2+rotation',
                    'test_split': 'validation', 'rotations': True,
-                   'n_composites': 6,
+                   'n_composites': 6, 'control_composites': 12,
                    'settings': {'embed_size': 16, 'hidden_size': 16,
                                 'iterations': 40, 'eval_every': 20,
                                 'batch_size': 20}},
@@ -75,7 +77,7 @@ def tiny(tmp_path_factory):
     work = base / 'work'
     summary = _script('finetune_ablation').run(
         str(config), str(results / 'finetune_ablation'), str(work),
-        ['none', 'l2+rotation'], progress=False)
+        ['none', 'l2+rotation', 'l2+rotation+flip'], progress=False)
     return {'base': base, 'config': str(config), 'results': results,
             'work': str(work), 'ablation': summary}
 
@@ -260,7 +262,30 @@ def test_imagenet_tags_without_weights_is_not_run(tmp_path, no_weights,
 def test_finetune_ablation_tiny(tiny):
     out = tiny['results'] / 'finetune_ablation'
     result = json.loads((out / 'results.json').read_text())
-    assert sorted(result['variants']) == ['l2+rotation', 'none']
+    assert sorted(result['variants']) == ['l2+rotation', 'l2+rotation+flip',
+                                          'none']
+    extra = result['variants']['l2+rotation+flip']
+    assert extra['flip'] is True and extra['shift'] == 0.125
+    assert result['variants']['none']['flip'] is False
+    cfg = json.loads((out / 'l2+rotation+flip' / 'config.json').read_text())
+    assert cfg['flip'] is True and cfg['rotate'] is True
+    for name, v in result['variants'].items():
+        lo, hi = v['val_accuracy_interval']
+        assert lo <= v['final']['val_accuracy'] <= hi, name
+        lo, hi = v['val_mean_class_accuracy_interval']
+        assert lo <= v['final']['val_mean_class_accuracy'] <= hi, name
+        recalls = v['final_per_class_recall']
+        assert len(recalls) == 8 and v['minutes'] > 0
+        # the re-evaluated last checkpoint is the last epoch's evaluation
+        assert np.mean(list(recalls.values())) == pytest.approx(
+            v['final']['val_mean_class_accuracy'], abs=1e-6)
+    diffs = result['val_accuracy_differences']
+    assert set(diffs) == {'%s - %s' % (a, b) for a in result['variants']
+                          for b in result['variants'] if a != b}
+    lo, hi = diffs['none - l2+rotation']
+    assert lo <= (result['variants']['none']['final']['val_accuracy'] -
+                  result['variants']['l2+rotation']['final']['val_accuracy'])\
+        <= hi
     assert (out / 'curves.png').stat().st_size > 0
     assert (out / 'none' / 'metrics.jsonl').exists()
     assert os.path.isfile(os.path.join(tiny['work'], 'l2+rotation',
@@ -278,6 +303,12 @@ def test_tagger_experiment(tiny, tagged):
     for key in ('micro_precision', 'micro_recall', 'micro_f1', 'macro_f1',
                 'exact_match'):
         assert 0 <= result['multi'][key] <= 1
+    control = result['control']
+    assert control['train_composites'] == 12
+    assert control['multi']['count'] == 6 and control['single']['count'] == 24
+    assert 'micro_f1' in control['multi']['intervals']
+    assert os.path.isfile(os.path.join(tiny['work'], 'tagger-control',
+                                       'composites', 'features.h5'))
     assert (out / 'tag_accuracy.png').stat().st_size > 0
     for e in result['single_examples'] + result['multi_examples']:
         assert (out / e['image']).is_file()
@@ -336,7 +367,14 @@ def test_report(tiny, tagged, imagenet_done, compare_done, capsys):
     assert 'a test configuration' in page and 'tiny tagger' in page
     for src in re.findall(r'src="([^"]+)"', page):
         assert (results / src).is_file(), src
+    assert '| confidence |' in md and '<th>confidence</th>' in page
     rows = results_report.claim_rows(results_report.load_results(results))
+    assert 'gap narrowing none -> l2+rotation' in rows[1]['confidence']
+    assert 'l2+rotation+flip val accuracy' in rows[1]['ours']
+    assert 'control (tagger trained with 12 composites too)' in \
+        rows[3]['ours']
+    assert rows[3]['confidence'].startswith('95% bootstrap over the '
+                                            'composites: micro F1 [')
     assert rows[0]['verdict'] == 'holds'        # fake synsets name no tags
     assert rows[2]['verdict'] == 'inconclusive'  # 2 evaluations only
     assert rows[4]['verdict'] in ('holds', 'partly', 'does not hold')

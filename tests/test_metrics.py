@@ -4,6 +4,7 @@ import json
 import numpy as np
 import pytest
 
+from lasagne_tagger import metrics
 from lasagne_tagger.errors import TaggerError
 from lasagne_tagger.metrics import (accuracy, classification_report,
                                     confusion_matrix, mean_class_accuracy,
@@ -142,3 +143,52 @@ def test_tag_metrics_tags_with_spaces_are_tokens():
 def test_tag_metrics_errors(true_sets, pred_sets, message):
     with pytest.raises(TaggerError, match=message):
         tag_metrics(true_sets, pred_sets)
+
+
+def test_accuracy_intervals_match_a_plain_loop_and_are_paired():
+    true = np.repeat([0, 0, 1, 1, 1, 2], [8, 2, 1, 5, 4, 3])
+    pred = np.repeat([0, 1, 0, 1, 2, 2], [8, 2, 1, 5, 4, 3])
+    other = pred.copy()
+    other[:3] = 1                            # 3 fewer right, same images
+    got = metrics.accuracy_intervals(true, {'a': pred, 'b': other},
+                                     resamples=300, seed=4)
+    accs, mcas, diffs = [], [], []
+    for idx in metrics.bootstrap_indices(len(true), 300, seed=4):
+        accs.append(metrics.accuracy(true[idx], pred[idx]))
+        mcas.append(metrics.mean_class_accuracy(true[idx], pred[idx]))
+        diffs.append(accs[-1] - metrics.accuracy(true[idx], other[idx]))
+    assert got['a']['accuracy'] == pytest.approx(
+        np.percentile(accs, [2.5, 97.5]))
+    assert got['a']['mean_class_accuracy'] == pytest.approx(
+        np.percentile(mcas, [2.5, 97.5]))
+    assert got['differences']['a - b'] == pytest.approx(
+        np.percentile(diffs, [2.5, 97.5]))
+    lo, hi = got['a']['accuracy']
+    assert lo < metrics.accuracy(true, pred) < hi
+    # paired: b is never better than a on any resample
+    assert got['differences']['a - b'][0] >= 0 < got['differences']['a - b'][1]
+    wide = metrics.accuracy_intervals(true, {'a': pred})['a']['accuracy']
+    big = metrics.accuracy_intervals(np.tile(true, 16),
+                                     {'a': np.tile(pred, 16)})['a']
+    assert big['accuracy'][1] - big['accuracy'][0] < (wide[1] - wide[0]) / 2
+    with pytest.raises(TaggerError, match="predictions\\['a'\\] has 5"):
+        metrics.accuracy_intervals(true, {'a': pred[:5]})
+    with pytest.raises(TaggerError, match='no images'):
+        metrics.accuracy_intervals([], {'a': []})
+
+
+def test_tag_f1_intervals_match_a_plain_loop():
+    rng = np.random.RandomState(0)
+    tags = ['a', 'b', 'c', 'd']
+    truth = [set(rng.choice(tags, 2, replace=False)) for _ in range(40)]
+    pred = [set(rng.choice(tags, rng.randint(0, 3), replace=False))
+            for _ in range(40)]
+    got = metrics.tag_f1_intervals(truth, pred, resamples=200, seed=1)
+    f1s = [metrics.tag_metrics([truth[i] for i in idx],
+                               [pred[i] for i in idx])['micro_f1']
+           for idx in metrics.bootstrap_indices(40, 200, seed=1)]
+    assert got['micro_f1'] == pytest.approx(np.percentile(f1s, [2.5, 97.5]))
+    point = metrics.tag_metrics(truth, pred)['micro_f1']
+    assert got['micro_f1'][0] < point < got['micro_f1'][1]
+    with pytest.raises(TaggerError, match='40 images but pred_sets has 39'):
+        metrics.tag_f1_intervals(truth, pred[:-1])

@@ -82,3 +82,67 @@ def test_tagger_with_wrong_feature_width_is_refused(system, tmp_path):
     with pytest.raises(TaggerError, match='no photos given'):
         tagging.Pipeline(system['cnn'], system['tagger']).tag_files([])
     del shutil
+
+
+def test_evaluate_tags_gives_bootstrap_intervals(system):
+    pipe = tagging.Pipeline(system['cnn'], system['tagger'])
+    result = tagging.evaluate_tags(pipe, system['store'], 'test',
+                                   n_composites=6, k=2, examples=1)
+    for part in ('single', 'multi'):
+        iv = result[part]['intervals']
+        assert iv['count'] == result[part]['count'] and iv['level'] == 0.95
+        for key in ('micro_precision', 'micro_recall', 'micro_f1'):
+            lo, hi = iv[key]
+            assert lo <= result[part][key] + 1e-12 and \
+                result[part][key] <= hi + 1e-12, (part, key)
+
+
+def test_training_composites_control(system, tmp_path):
+    from lasagne_tagger import composites, datasets, store, tagger
+    taxonomy = str(system['root'] / 'taxonomy.json')
+    with pytest.raises(TaggerError, match='integer >= 1'):
+        tagging.add_training_composites(
+            system['cnn'], system['store'], system['feats'], taxonomy,
+            tmp_path / 'c', 0)
+    feats, tax = tagging.add_training_composites(
+        system['cnn'], system['store'], system['feats'], taxonomy,
+        tmp_path / 'c', 10, seed=3)
+    base = features.open_features(system['feats'])
+    table = features.open_features(feats)
+    n = len(base.labels)
+    assert len(table.labels) == n + 10
+    assert table.classes[:len(base.classes)] == base.classes
+    np.testing.assert_array_equal(table.all_rotations(np.arange(n)),
+                                  base.all_rotations())
+    assert len(table.rows('train')) == len(base.rows('train')) + 10
+    assert len(table.rows('test')) == len(base.rows('test'))
+    combined = datasets.load_taxonomy(tax)
+    single = datasets.load_taxonomy(taxonomy)
+    with store.open_store(system['store']) as st:
+        crops, labels = st.read(st.indices('train'))
+    images, _, label_lists = composites.make_composites(crops, labels, 10,
+                                                         k=2, seed=3)
+    pipe = tagging.Pipeline(system['cnn'], system['tagger'])
+    np.testing.assert_allclose(table.features(np.arange(n, n + 10), 0),
+                               pipe.features(images), rtol=1e-4, atol=1e-5)
+    for row, pair in zip(range(n, n + 10), label_lists.tolist()):
+        name = table.classes[table.labels[row]]
+        parts = sorted(base.classes[l] for l in pair)
+        assert name == '+'.join(parts)
+        want = []
+        for part in parts:
+            want += [t for t in single[part] if t not in want]
+        assert combined[name] == want
+    # finished: returned as it is
+    assert tagging.add_training_composites(
+        system['cnn'], system['store'], system['feats'], taxonomy,
+        tmp_path / 'c', 10, seed=3) == (feats, tax)
+    cfg = tagger.TaggerConfig(features=feats, taxonomy=tax, embed_size=16,
+                              hidden_size=16, iterations=30, eval_every=30,
+                              batch_size=20)
+    tagger.train_tagger(cfg, tmp_path / 'tagger', progress=False,
+                        log=lambda *a: None)
+    pipe = tagging.Pipeline(system['cnn'], tmp_path / 'tagger' / 'best')
+    result = tagging.evaluate_tags(pipe, system['store'], 'test',
+                                   n_composites=4, k=2, examples=0)
+    assert result['multi']['count'] == 4
