@@ -480,34 +480,53 @@ def _imagenet_section(result):
 def _finetune_section(result):
     if result is None:
         return None
-    rows = ['<tr><td>%s</td><td>%s</td><td>%s</td><td>%.3f</td><td>%.3f</td>'
-            '<td>%.3f</td><td>%.3f (epoch %d)</td></tr>'
+
+    def interval(v, key):
+        iv = v.get(key)
+        return ' <small>%s</small>' % _interval(iv) if iv else ''
+
+    rows = ['<tr><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%.3f</td>'
+            '<td>%.3f%s</td><td>%.3f</td><td>%.3f%s</td>'
+            '<td>%.3f (epoch %d)</td><td>%s</td></tr>'
             % (_e(name), _e(v.get('l2')), _e(v.get('rotate')),
+               _e('flip' if v.get('flip') else '') +
+               (_e(' shift %g' % v['shift']) if v.get('shift') else ''),
                v['final']['train_accuracy'], v['final']['val_accuracy'],
-               v['final_gap'], v['best_val_mean_class_accuracy'],
-               v['best_epoch'])
+               interval(v, 'val_accuracy_interval'), v['final_gap'],
+               v['final'].get('val_mean_class_accuracy', float('nan')),
+               interval(v, 'val_mean_class_accuracy_interval'),
+               v['best_val_mean_class_accuracy'], v['best_epoch'],
+               '%.1f' % v['minutes'] if 'minutes' in v else '-')
             for name, v in result.get('variants', {}).items()]
     table = ('<table><tr><th>variant</th><th>L2</th><th>rotation</th>'
-             '<th>final train accuracy</th><th>final val accuracy</th>'
-             '<th>gap</th><th>best val mean-class accuracy</th></tr>%s'
+             '<th>other augmentation</th><th>final train accuracy</th>'
+             '<th>final val accuracy [95%%]</th><th>gap</th>'
+             '<th>final val mean-class accuracy [95%%]</th>'
+             '<th>best val mean-class accuracy</th><th>minutes</th></tr>%s'
              '</table>' % ''.join(rows))
     # note: the train accuracy is the running accuracy over the epoch's
     # training batches (dropout on; rotated images when rotation is on), as
     # the 2016 Lasagne training loops logged it.
     return (table + '<p><small>Train accuracy: the running accuracy over '
             'each epoch\'s training batches (dropout on, rotated images when '
-            'rotation is on), as the 2016 training loop logged it.</small>'
+            'rotation is on), as the 2016 training loop logged it.  '
+            'Intervals: 95%% paired bootstrap over the validation photos.  '
+            'Minutes: training and validation, compiles excluded.</small>'
             '</p><p>%s</p>' % _img('finetune_ablation/curves.png'))
 
 
 def _metrics_rows(result):
     rows = []
-    for part, label in (('single', 'one garment'),
-                        ('multi', 'two-garment composites')):
-        m = result.get(part)
+    control = result.get('control') or {}
+    extra = 'control (trained with %s composites too): ' % control.get(
+        'train_composites')
+    for m, label in ((result.get('single'), 'one garment'),
+                     (result.get('multi'), 'two-garment composites'),
+                     (control.get('single'), extra + 'one garment'),
+                     (control.get('multi'), extra + 'two-garment composites')):
         if m:
             rows.append('<tr><td>%s</td>%s<td>%d</td></tr>' % (
-                label, ''.join('<td>%.3f</td>' % m[k] for k in (
+                _e(label), ''.join('<td>%.3f</td>' % m[k] for k in (
                     'micro_precision', 'micro_recall', 'micro_f1',
                     'macro_precision', 'macro_recall', 'macro_f1',
                     'exact_match')), m['count']))
