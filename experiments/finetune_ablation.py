@@ -149,16 +149,19 @@ def run(config_path, out, work, variants, overrides=(), progress=True):
 
 
 def main(argv=None):
+    """Command-line entry point; a TaggerError is one ``error:`` line."""
     args = opts_parser().parse_args(argv)
     name = os.path.splitext(os.path.basename(args.config))[0]
     here = os.path.dirname(os.path.abspath(__file__))
     out = args.out or os.path.join(here, 'results', name, 'finetune_ablation')
     work = args.work or os.path.join(os.path.dirname(here), 'runs',
                                      'experiments', name)
-    run(args.config, out, work,
-        args.variants.split(',') if args.variants else None, args.set,
-        progress=not args.quiet)
+    sys.path.insert(0, os.path.dirname(here))
+    from lasagne_tagger.experiments import run_script
+    return run_script(run, args.config, out, work,
+                      args.variants.split(',') if args.variants else None,
+                      args.set, progress=not args.quiet)
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

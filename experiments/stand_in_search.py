@@ -146,15 +146,10 @@ def main(argv=None):
     """Command-line entry point; a TaggerError is one ``error:`` line."""
     args = opts_parser().parse_args(argv)
     sys.path.insert(0, os.path.dirname(HERE))
-    from lasagne_tagger.errors import TaggerError
-    try:
-        run(args.search, args.out, args.work,
-            args.probes.split(',') if args.probes else None,
-            progress=not args.quiet)
-    except TaggerError as exc:
-        print('error: %s' % exc, file=sys.stderr)
-        return 2
-    return 0
+    from lasagne_tagger.experiments import run_script
+    return run_script(run, args.search, args.out, args.work,
+                      args.probes.split(',') if args.probes else None,
+                      progress=not args.quiet)
 
 
 if __name__ == '__main__':

@@ -211,14 +211,9 @@ def main(argv=None):
     args = opts_parser().parse_args(argv)
     sys.path.insert(0, os.path.dirname(os.path.dirname(
         os.path.abspath(__file__))))
-    from lasagne_tagger.errors import TaggerError
-    try:
-        run(args.config, args.out, args.work, args.set or (),
-            progress=not args.quiet)
-    except TaggerError as exc:
-        print('error: %s' % exc, file=sys.stderr)
-        return 2
-    return 0
+    from lasagne_tagger.experiments import run_script
+    return run_script(run, args.config, args.out, args.work, args.set or (),
+                      progress=not args.quiet)
 
 
 if __name__ == '__main__':

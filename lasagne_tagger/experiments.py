@@ -43,7 +43,7 @@ __all__ = ['NOT_RUN_WEIGHTS', 'ExperimentConfig', 'load_experiment',
            'store_path', 'find_weights', 'write_json', 'read_json',
            'normalise_words', 'synset_synonyms', 'synset_names_tag',
            'synset_tags', 'imagenet_tag_sets', 'pick_per_class',
-           'save_image', 'plot_bars']
+           'save_image', 'plot_bars', 'run_script']
 
 #: The status of a result that needs the model-zoo weights when they are
 #: absent (the scripts then write it instead of numbers and exit 0).
@@ -394,3 +394,15 @@ def plot_bars(groups, series, out_png, title=None, ylabel='score'):
     if title:
         ax.set_title(title)
     return _save(fig, out_png)
+
+
+def run_script(function, *args, **kwargs):
+    """Call an experiment script's ``run``; a TaggerError becomes one
+    ``error:`` line on stderr and the exit status 2 (else 0)."""
+    import sys
+    try:
+        function(*args, **kwargs)
+    except TaggerError as exc:
+        print('error: %s' % exc, file=sys.stderr)
+        return 2
+    return 0

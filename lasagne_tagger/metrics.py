@@ -194,6 +194,18 @@ def _tag_set(tags, name, i):
             from None
 
 
+def _tag_pairs(true_sets, pred_sets):
+    """Both lists of tag sets, checked: same length, at least one image."""
+    true_sets = [_tag_set(s, 'true_sets', i) for i, s in enumerate(true_sets)]
+    pred_sets = [_tag_set(s, 'pred_sets', i) for i, s in enumerate(pred_sets)]
+    if len(true_sets) != len(pred_sets):
+        raise TaggerError('true_sets has %d images but pred_sets has %d'
+                          % (len(true_sets), len(pred_sets)))
+    if not true_sets:
+        raise TaggerError('no images to score')
+    return true_sets, pred_sets
+
+
 def tag_metrics(true_sets, pred_sets):
     """Set-based tag scores over images.
 
@@ -221,13 +233,7 @@ def tag_metrics(true_sets, pred_sets):
         On inputs of different lengths, no images, or an item that is a
         string rather than a collection of tags.
     """
-    true_sets = [_tag_set(s, 'true_sets', i) for i, s in enumerate(true_sets)]
-    pred_sets = [_tag_set(s, 'pred_sets', i) for i, s in enumerate(pred_sets)]
-    if len(true_sets) != len(pred_sets):
-        raise TaggerError('true_sets has %d images but pred_sets has %d'
-                          % (len(true_sets), len(pred_sets)))
-    if not true_sets:
-        raise TaggerError('no images to score')
+    true_sets, pred_sets = _tag_pairs(true_sets, pred_sets)
     counts = {}
     for truth, pred in zip(true_sets, pred_sets):
         for tag in truth | pred:
@@ -352,13 +358,7 @@ def tag_f1_intervals(true_sets, pred_sets, resamples=2000, level=0.95,
         ``micro_precision``, ``micro_recall``, ``micro_f1``: ``[low, high]``;
         ``level``, ``resamples``, ``count``.
     """
-    true_sets = [_tag_set(s, 'true_sets', i) for i, s in enumerate(true_sets)]
-    pred_sets = [_tag_set(s, 'pred_sets', i) for i, s in enumerate(pred_sets)]
-    if len(true_sets) != len(pred_sets):
-        raise TaggerError('true_sets has %d images but pred_sets has %d'
-                          % (len(true_sets), len(pred_sets)))
-    if not true_sets:
-        raise TaggerError('no images to score')
+    true_sets, pred_sets = _tag_pairs(true_sets, pred_sets)
     counts = np.array([[len(t & p), len(p - t), len(t - p)]
                        for t, p in zip(true_sets, pred_sets)], dtype=float)
     idx = bootstrap_indices(len(counts), resamples, seed)

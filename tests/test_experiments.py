@@ -221,7 +221,7 @@ def test_verdict_rules():
 
 def test_scripts_have_help_with_defaults(capsys):
     for name in ('tagger_experiment', 'imagenet_tags', 'compare_tags',
-                 'screenshot'):
+                 'screenshot', 'finetune_ablation', 'stand_in_search'):
         with pytest.raises(SystemExit) as done:
             _script(name).main(['--help'])
         assert done.value.code == 0
@@ -234,6 +234,50 @@ def test_bad_config_is_one_line_error(tmp_path, capsys):
     assert _script('tagger_experiment').main([str(bad)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count('\n') == 0 and 'bad.json' in err and 'image_size' in err
+
+
+def test_unknown_variant_or_probe_is_one_line_error(tiny, tmp_path, capsys):
+    assert _script('finetune_ablation').main(
+        [tiny['config'], '--variants', 'none,l3', '--work',
+         str(tmp_path / 'w'), '--out', str(tmp_path / 'o')]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count('\n') == 0 and 'unknown variant(s) l3' in err
+    assert 'l2+rotation+flip' in err            # the config's extra variant
+    search = tmp_path / 'search.json'
+    search.write_text(json.dumps({'base': tiny['config'],
+                                  'variant': 'l2+rotation', 'probes': []}))
+    assert _script('stand_in_search').main(
+        [str(search), '--probes', 'nope', '--work', str(tmp_path / 'w')]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count('\n') == 0 and 'unknown probe(s) nope' in err
+
+
+def test_stand_in_search_table(tiny, tmp_path):
+    search = tmp_path / 'search.json'
+    search.write_text(json.dumps({
+        'base': tiny['config'], 'variant': 'l2+rotation',
+        'aim': {'val_accuracy': 0.7, 'val_mean_class_accuracy': 0.6},
+        'probes': [{'name': 'p1', 'image_size': 32, '_why': 'a | test',
+                    'set': {'epochs': 1, 'flip': True, 'shift': 0.1}}]}))
+    script = _script('stand_in_search')
+    rows = script.run(str(search), str(tmp_path / 'out'),
+                      str(tmp_path / 'work'), progress=False)
+    assert [r['name'] for r in rows] == ['p1'] and rows[0]['epochs'] == 1
+    cfg = json.loads((tmp_path / 'work' / 'p1' / 'l2+rotation' /
+                      'config.json').read_text())
+    assert cfg['flip'] is True and cfg['shift'] == 0.1 and cfg['epochs'] == 1
+    saved = json.loads((tmp_path / 'out' / 'search.json').read_text())
+    assert saved['rows'] == json.loads(json.dumps(rows))
+    table = (tmp_path / 'out' / 'search.md').read_text()
+    assert '| p1 | 32 | epochs=1, flip=True, shift=0.1 | 1 | ' in table
+    assert 'a / test' in table and rows[0]['classes'] == 8
+    # finished probes are read back, not retrained
+    mtime = (tmp_path / 'work' / 'p1' / 'l2+rotation' / 'last.npz').stat()
+    again = script.run(str(search), str(tmp_path / 'out'),
+                       str(tmp_path / 'work'), progress=False)
+    assert again == rows
+    assert (tmp_path / 'work' / 'p1' / 'l2+rotation' / 'last.npz').stat() \
+        .st_mtime == mtime.st_mtime
 
 
 def test_tagger_experiment_without_cnn_says_what_to_run(tmp_path, capsys):
