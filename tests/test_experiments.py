@@ -219,6 +219,48 @@ def test_verdict_rules():
         'why'] == ex.NOT_RUN_WEIGHTS
 
 
+def test_confidence_and_control_in_the_verdicts():
+    none, l2rot = _variant(0.30, val=0.60), _variant(0.10, val=0.70)
+    none['val_accuracy_interval'] = [0.55, 0.65]
+    l2rot['val_accuracy_interval'] = [0.65, 0.75]
+    result = {'variants': {'none': none, 'l2': _variant(0.25),
+                           'l2+rotation': l2rot},
+              # val(none) - val(l2+rotation): -0.10, paired interval
+              'val_accuracy_differences': {'none - l2+rotation':
+                                           [-0.15, -0.05]}}
+    row = results_report.claim2(result)
+    # train(none) - train(l2+rot) = 0.90 - 0.80 = 0.10; narrowing = 0.10 -
+    # (val diff) = 0.20 in [0.15, 0.25]
+    assert 'gap narrowing none -> l2+rotation 0.200 [0.150, 0.250]' in \
+        row['confidence']
+    assert 'within the noise' not in row['confidence']
+    assert 'none [0.550, 0.650]' in row['confidence']
+    result['val_accuracy_differences']['none - l2+rotation'] = [-0.15, 0.12]
+    assert 'includes 0: within the noise' in \
+        results_report.claim2(result)['confidence']
+    assert results_report.claim2({'variants': {
+        'none': _variant(0.3), 'l2+rotation': _variant(0.1)}})[
+        'confidence'] == '-'
+
+    iv = {'micro_f1': [0.2, 0.3], 'micro_precision': [0.3, 0.4]}
+    multi = {'micro_precision': 0.35, 'micro_recall': 0.2, 'micro_f1': 0.25,
+             'exact_match': 0.0, 'count': 100, 'intervals': iv}
+    tagged = {'status': 'ok', 'settings': {}, 'single': {'micro_f1': 0.8},
+              'multi': multi,
+              'control': {'train_composites': 50,
+                          'multi': dict(multi, micro_f1=0.45,
+                                        intervals=dict(iv, micro_f1=[0.4,
+                                                                     0.5]))}}
+    row = results_report.claim4(tagged)
+    assert row['verdict'] == 'does not hold'
+    assert 'control (tagger trained with 50 composites too)' in row['ours']
+    assert 'moves the F1 from 0.250 to 0.450: 0.200 of the 0.500 gap' in \
+        row['why']
+    assert row['confidence'] == ('95% bootstrap over the composites: micro '
+                                 'F1 [0.200, 0.300], precision [0.300, '
+                                 '0.400]; control micro F1 [0.400, 0.500]')
+
+
 def test_scripts_have_help_with_defaults(capsys):
     for name in ('tagger_experiment', 'imagenet_tags', 'compare_tags',
                  'screenshot', 'finetune_ablation', 'stand_in_search'):
