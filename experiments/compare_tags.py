@@ -142,7 +142,7 @@ def run(config_path, out=None, work=None, weights=None, progress=True,
                   'top1_hit': _top1(dcnn, truth),
                   'top1_hit_multi': _top1(dcnn_multi, comp_truth)}}
 
-    path = ex.find_weights(weights, repo=os.path.dirname(here))
+    path = ex.experiment_weights(weights, repo=os.path.dirname(here))
     tops = tops_multi = None
     if path is None:
         result['status'] = 'partial: ImageNet side ' + ex.NOT_RUN_WEIGHTS

@@ -113,7 +113,7 @@ def run(config_path, out=None, weights=None, progress=True, log=print):
                          'per_class': section.get('per_class', 0),
                          'pairs': section.get('pairs', []),
                          'per_pair': section.get('per_pair', 1)}}
-    path = ex.find_weights(weights, repo=os.path.dirname(here))
+    path = ex.experiment_weights(weights, repo=os.path.dirname(here))
     if path is None:
         base['status'] = ex.NOT_RUN_WEIGHTS
         ex.write_json(results_path, base)

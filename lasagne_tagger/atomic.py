@@ -19,8 +19,9 @@ import tempfile
 
 from .errors import TaggerError
 
-__all__ = ['atomic_path', 'write_bytes', 'write_text', 'write_json',
-           'describe_os_error', 'fsync_path', 'make_parent', 'file_digest']
+__all__ = ['atomic_path', 'install', 'write_bytes', 'write_text',
+           'write_json', 'describe_os_error', 'fsync_path', 'make_parent',
+           'file_digest']
 
 
 def describe_os_error(exc):
@@ -106,7 +107,7 @@ def atomic_path(path, verify=None, what='write'):
         fsync_path(tmp)
         if verify is not None:
             verify(tmp)
-        os.replace(tmp, path)
+        _rename(tmp, path, replace=True)
     except BaseException as exc:
         try:
             os.remove(tmp)
@@ -122,10 +123,62 @@ def atomic_path(path, verify=None, what='write'):
         raise TaggerError('cannot %s (%s: %s)' % (
             what, type(exc).__name__, str(exc).splitlines()[0]
             if str(exc) else ''), path) from None
+    _sync_folder(folder)
+
+
+def _sync_folder(folder):
     try:
         fsync_path(folder, directory=True)
     except OSError:
         pass            # the rename is done; some file systems refuse this
+
+
+def _rename(tmp, path, replace):
+    if replace:
+        os.replace(tmp, path)
+        return
+    try:
+        os.link(tmp, path)              # fails if path exists
+    except FileExistsError:
+        raise TaggerError('file exists (created meanwhile?); pick another '
+                          'output path', path) from None
+    except OSError:                     # no hard links here: plain rename
+        if os.path.exists(path):
+            raise TaggerError('file exists; pick another output path',
+                              path) from None
+        os.replace(tmp, path)
+        return
+    os.unlink(tmp)
+
+
+def install(tmp, path, replace=True):
+    """Move a finished file (a download's ``.part``, a resumable partial
+    file) into place: ``fsync`` it, rename it over ``path`` and sync the
+    folder, as :func:`atomic_path` does for a block.
+
+    Parameters
+    ----------
+    tmp : str
+        The finished file, in the target's folder.
+    path : str
+        The target.
+    replace : bool
+        False: never overwrite an existing ``path`` (a hard link, so a file
+        that appears meanwhile is not lost); a TaggerError instead.
+
+    Raises
+    ------
+    TaggerError
+        ``<path>: cannot write (<cause>)``; ``tmp`` is left as it was, so
+        a resumable partial file can be resumed.
+    """
+    try:
+        fsync_path(tmp)
+        _rename(tmp, path, replace)
+    except OSError as exc:
+        raise TaggerError('cannot write (%s)' % describe_os_error(exc),
+                          path) from None
+    _sync_folder(os.path.dirname(os.path.abspath(path)))
 
 
 def write_bytes(path, data, verify=None):

@@ -463,7 +463,7 @@ class BundleReader(object):
         group = self._h5.get('meta')
         if group is None:
             return {}
-        return {k: _plain(v) for k, v in group.attrs.items()}
+        return {k: _attr_value(v) for k, v in group.attrs.items()}
 
     @property
     def format_version(self):
@@ -476,7 +476,7 @@ class BundleReader(object):
         if raw is None:
             return None
         try:
-            return json.loads(_plain(raw))
+            return json.loads(_attr_value(raw))
         except (TypeError, ValueError):
             raise TaggerError('model attribute %r is not JSON' % part,
                               self.path) from None
@@ -489,7 +489,7 @@ class BundleReader(object):
                            for k in self.order if k.startswith(prefix))
 
 
-def _plain(value):
+def _attr_value(value):
     if isinstance(value, bytes):
         return value.decode('utf-8', 'replace')
     if isinstance(value, np.generic):

@@ -34,11 +34,10 @@ __all__ = ['CaffeMaxPool', 'CaffeMaxPoolGrad', 'pooled_length']
 
 
 def pooled_length(size, pool, stride, pad):
-    """Caffe's pooled length for a symbolic (or int) ``size``."""
-    n = (size + 2 * pad - pool + stride - 1) // stride + 1
-    if pad:
-        n = n - T.ge((n - 1) * stride, size + pad)
-    return T.maximum(n, 1)
+    """Caffe's pooled length for a symbolic (or int) ``size``
+    (:func:`lasagne_tagger.pooling.caffe_pool_output_length`)."""
+    from .pooling import caffe_pool_output_length
+    return caffe_pool_output_length(size, pool, stride, pad)
 
 
 _SUPPORT = r"""
@@ -138,8 +137,7 @@ class _CaffePoolBase(OpenMPOp):
 
 
 def _int_len(size, pool, stride, pad):
-    from .pooling import caffe_pool_output_length
-    return caffe_pool_output_length(int(size), pool, stride, pad)
+    return pooled_length(int(size), pool, stride, pad)
 
 
 def _first_max_offsets(x, pool, stride, pad, oh, ow):

@@ -266,7 +266,7 @@ def _positive_float(text):
     return value
 
 
-def _positive_int(text):
+def _positive_int_arg(text):
     try:
         value = int(text)
     except ValueError:
@@ -324,9 +324,9 @@ def build_parser():
                         'blvc_googlenet.pkl or $LASAGNE_TAGGER_WEIGHTS)')
     p.add_argument('--sha256', default=MODEL_ZOO_SHA256,
                    help='expected SHA-256 of the weights')
-    p.add_argument('--top', type=_positive_int, default=5,
+    p.add_argument('--top', type=_positive_int_arg, default=5,
                    help='synsets per photo')
-    p.add_argument('--batch-size', type=_positive_int, default=8)
+    p.add_argument('--batch-size', type=_positive_int_arg, default=8)
     p.add_argument('--upscale', action='store_true',
                    help='enlarge photos smaller than 224 px instead of '
                         'rejecting them')
@@ -343,9 +343,9 @@ def build_parser():
     p.add_argument('--acs', action='store_true', help='ACS layout')
     p.add_argument('--missing', choices=['error', 'skip'], default='error',
                    help='ACS split entries naming missing images')
-    p.add_argument('--size', type=_positive_int, default=224,
+    p.add_argument('--size', type=_positive_int_arg, default=224,
                    help='crop side in pixels')
-    p.add_argument('--workers', type=_positive_int, default=None,
+    p.add_argument('--workers', type=_positive_int_arg, default=None,
                    help='processes (default: all cores)')
     p.add_argument('--upscale', action='store_true',
                    help='enlarge images smaller than --size')
@@ -373,7 +373,7 @@ def build_parser():
     p.add_argument('checkpoint', help='checkpoint prefix, e.g. runs/x/best')
     p.add_argument('store')
     p.add_argument('--split', default='validation')
-    p.add_argument('--batch-size', type=_positive_int, default=32)
+    p.add_argument('--batch-size', type=_positive_int_arg, default=32)
     p.add_argument('--json', action='store_true')
     p.set_defaults(func=_cmd_evaluate)
 
@@ -392,7 +392,7 @@ def build_parser():
                    help='layer to extract (e.g. loss3/classifier)')
     p.add_argument('--rotations', action='store_true',
                    help='also the 90/180/270 degree rotations')
-    p.add_argument('--batch-size', type=_positive_int, default=32)
+    p.add_argument('--batch-size', type=_positive_int_arg, default=32)
     _add_resume_overwrite(p, 'unfinished extraction (OUT.partial)')
     p.add_argument('--quiet', action='store_true')
     p.set_defaults(func=_cmd_extract)
@@ -416,7 +416,7 @@ def build_parser():
     p.add_argument('photos', nargs='+', metavar='PHOTO')
     p.add_argument('--cnn', required=True, help='classifier checkpoint')
     p.add_argument('--tagger', required=True, help='tagger checkpoint')
-    p.add_argument('--beam', type=_positive_int, default=None,
+    p.add_argument('--beam', type=_positive_int_arg, default=None,
                    help='beam width (default: greedy scan)')
     p.add_argument('--upscale', action='store_true')
     p.add_argument('--json', action='store_true')
@@ -430,7 +430,7 @@ def build_parser():
     p.add_argument('--out', default='runs/demo', help='output folder')
     p.add_argument('--data', default=None,
                    help='folder dataset instead of the synthetic set')
-    p.add_argument('--epochs', type=_positive_int, default=None,
+    p.add_argument('--epochs', type=_positive_int_arg, default=None,
                    help='override the demo\'s epoch count')
     p.add_argument('--quiet', action='store_true')
     p.set_defaults(func=_cmd_demo)
@@ -467,17 +467,17 @@ def build_parser():
                    help='seed of the random weights and the embedded set')
     p.add_argument('--width', type=_positive_float, default=1.0,
                    help='random CNN: filter-count multiplier')
-    p.add_argument('--image-size', type=_positive_int, default=224,
+    p.add_argument('--image-size', type=_positive_int_arg, default=224,
                    help='random CNN: input side')
-    p.add_argument('--num-classes', type=_positive_int, default=1000,
+    p.add_argument('--num-classes', type=_positive_int_arg, default=1000,
                    help='random CNN: classifier units')
-    p.add_argument('--hidden-size', type=_positive_int, default=32,
+    p.add_argument('--hidden-size', type=_positive_int_arg, default=32,
                    help='random tagger: embedding and LSTM units')
-    p.add_argument('--count', type=_positive_int, default=8,
+    p.add_argument('--count', type=_positive_int_arg, default=8,
                    help='images of the embedded set')
     p.add_argument('--upscale', action='store_true',
                    help='enlarge photos smaller than the crop')
-    p.add_argument('--batch-size', type=_positive_int, default=8)
+    p.add_argument('--batch-size', type=_positive_int_arg, default=8)
     p.add_argument('--json', action='store_true',
                    help='print the decoded tags as JSON')
     p.add_argument('--quiet', action='store_true')

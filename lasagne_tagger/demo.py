@@ -93,8 +93,9 @@ def run_demo(out_dir='runs/demo', data=None, epochs=None, progress=True,
     The synthetic garments are always upright, so rotation augmentation is
     off by default here (it is on for ACS).
     """
-    from . import blas, datasets, finetune, store, synthetic, weights
-    from .config import config_to_dict
+    from . import (blas, datasets, finetune, store, synthetic, tagger,
+                   weights)
+    from .config import config_from_dict, config_to_dict
 
     from .timing import StageTimer
     t0 = time.time()
@@ -102,6 +103,14 @@ def run_demo(out_dir='runs/demo', data=None, epochs=None, progress=True,
     settings = dict(DEMO_DEFAULTS, **(overrides or {}))
     if epochs is not None:
         settings['epochs'] = int(epochs)
+    tagger_settings = dict(TAGGER_DEFAULTS, **(tagger_overrides or {}))
+    # Strict, before any work: an unknown key is an error, not ignored.
+    base = config_from_dict(
+        finetune.FinetuneConfig,
+        {k: v for k, v in settings.items() if k != 'image_size'},
+        source='demo settings')
+    config_from_dict(tagger.TaggerConfig, tagger_settings,
+                     source='demo tagger settings')
     os.makedirs(out_dir, exist_ok=True)
     if data is None:
         root = os.path.join(out_dir, 'data')
@@ -127,11 +136,9 @@ def run_demo(out_dir='runs/demo', data=None, epochs=None, progress=True,
         summary = store.prepare(dataset, store_path, size=size,
                                 upscale=True, progress=progress)
     log(str(summary))
-    fields = {f.name for f in dataclasses.fields(finetune.FinetuneConfig)}
-    config = finetune.FinetuneConfig(
-        store=store_path, from_scratch=zoo is None,
-        val_split='validation',
-        **{k: v for k, v in settings.items() if k in fields})
+    config = dataclasses.replace(base, store=store_path,
+                                 from_scratch=zoo is None,
+                                 val_split='validation')
     if zoo:
         config = dataclasses.replace(config, width=1.0, weights=zoo)
         log('using the ImageNet model-zoo weights from %s' % zoo)
@@ -150,8 +157,7 @@ def run_demo(out_dir='runs/demo', data=None, epochs=None, progress=True,
     tags = run_tagger_stage(out_dir, store_path,
                             os.path.join(run_dir, 'best'),
                             _taxonomy_for(root), test_split,
-                            tagger_settings=dict(TAGGER_DEFAULTS,
-                                                 **(tagger_overrides or {})),
+                            tagger_settings=tagger_settings,
                             progress=progress, log=log, timer=timer)
     figures = []
     with timer.stage('plots'):

@@ -40,7 +40,7 @@ from .errors import TaggerError
 
 __all__ = ['NOT_RUN_WEIGHTS', 'ExperimentConfig', 'load_experiment',
            'default_dirs', 'cnn_checkpoint', 'tagger_checkpoint',
-           'store_path', 'find_weights', 'write_json', 'read_json',
+           'store_path', 'experiment_weights', 'write_json', 'read_json',
            'normalise_words', 'synset_synonyms', 'synset_names_tag',
            'synset_tags', 'imagenet_tag_sets', 'pick_per_class',
            'save_image', 'plot_bars', 'run_script']
@@ -210,10 +210,12 @@ def tagger_checkpoint(config, work):
                     % os.path.relpath(config.path))
 
 
-def find_weights(path=None, repo=None):
-    """The model-zoo weights: ``path`` if given (must exist), else
-    ``$LASAGNE_TAGGER_WEIGHTS``, ``pretrained/blvc_googlenet.pkl`` in the
-    working directory or in ``repo``; None when none exists."""
+def experiment_weights(path=None, repo=None):
+    """The model-zoo weights for an experiment script: ``path`` if given
+    (it must exist: a TaggerError otherwise), else
+    :func:`lasagne_tagger.weights.find_weights` (``$LASAGNE_TAGGER_WEIGHTS``
+    or ``pretrained/blvc_googlenet.pkl`` in the working directory), else
+    ``pretrained/blvc_googlenet.pkl`` in ``repo``; None when none exists."""
     from . import weights
     if path:
         if not os.path.isfile(path):

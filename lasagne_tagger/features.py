@@ -20,7 +20,7 @@ import zlib
 
 import numpy as np
 
-from .atomic import atomic_path, describe_os_error, fsync_path
+from .atomic import atomic_path, describe_os_error, install
 from .errors import TaggerError
 
 __all__ = ['FORMAT', 'FORMAT_VERSION', 'extract_features', 'open_features',
@@ -76,7 +76,6 @@ def extract_features(source, store_path, out_path, layer='pool5/7x7_s1',
         rotations), an unfinished one is found without ``resume``, the disk
         has no room for the file, or it does not read back.
     """
-    import h5py
     from . import store as store_mod
     from .imagenet import compile_forward
     from .progress import Progress
@@ -95,11 +94,8 @@ def extract_features(source, store_path, out_path, layer='pool5/7x7_s1',
     with store_mod.open_store(store_path) as store:
         rows = store.indices()
         width = int(np.prod(net[layer].output_shape[1:]))
-        attrs = {'format': FORMAT, 'format_version': FORMAT_VERSION,
-                 'layer': layer, 'source': description,
-                 'classes': json.dumps(list(store.classes)),
-                 'split_names': json.dumps(list(store.splits)),
-                 'rotations': n_rot, 'store': os.path.abspath(store_path)}
+        attrs = _attrs(layer, description, store.classes, store.splits,
+                       n_rot, os.path.abspath(store_path))
         if os.path.exists(out_path):
             _check_same(out_path, attrs)
             return out_path
@@ -125,8 +121,7 @@ def extract_features(source, store_path, out_path, layer='pool5/7x7_s1',
             if 'do not read back' in str(exc) and os.path.exists(partial):
                 os.remove(partial)   # nothing in it can be trusted
             raise
-        fsync_path(partial)
-        os.replace(partial, out_path)
+        install(partial, out_path)
     return out_path
 
 
@@ -159,17 +154,8 @@ def _extract_into(path, attrs, store, rows, width, n_rot, forward,
     mode = 'r+' if os.path.exists(path) else 'w-'
     with h5py.File(path, mode) as h5:
         if mode == 'w-':
-            for k, v in attrs.items():
-                h5.attrs[k] = v
-            h5.create_dataset('features', (len(rows), n_rot, width),
-                              dtype='float32', chunks=(1, n_rot, width),
-                              fletcher32=True)
-            h5.create_dataset('rows', data=rows)
-            h5.create_dataset('labels', data=store.labels[rows]
-                              .astype('int32'))
-            h5.create_dataset('splits', data=_split_codes(store, rows))
-            h5.create_dataset('done', (len(rows),), dtype='uint8')
-            h5.create_dataset('crc32', (len(rows),), dtype='uint32')
+            _create(h5, attrs, rows, store.labels[rows],
+                    _split_codes(store, rows), (len(rows), n_rot, width))
         else:
             for k in ('format', 'layer', 'source', 'store', 'rotations'):
                 if h5.attrs.get(k) != attrs[k]:
@@ -248,23 +234,49 @@ def write_features(path, features, labels, splits, split_names, classes,
     """
     import h5py
     values = np.asarray(features, np.float32)
+    if values.ndim != 3:
+        raise TaggerError('features must be (N, rotations, width), got %s'
+                          % (values.shape,), path)
+    attrs = _attrs(layer, source, classes, split_names, values.shape[1],
+                   store)
     with atomic_path(path, verify=_verify_file) as tmp:
         with h5py.File(tmp, 'w') as h5:
-            h5.attrs.update({
-                'format': FORMAT, 'format_version': FORMAT_VERSION,
-                'layer': layer, 'source': source,
-                'classes': json.dumps(list(classes)),
-                'split_names': json.dumps(list(split_names)),
-                'rotations': values.shape[1], 'store': store})
-            h5.create_dataset('features', data=values,
-                              chunks=(1,) + values.shape[1:],
-                              fletcher32=True)
-            h5['labels'] = np.asarray(labels, 'int32')
-            h5['splits'] = np.asarray(splits, 'uint8')
-            h5['rows'] = np.arange(len(values))
-            h5['done'] = np.ones(len(values), 'uint8')
-            h5['crc32'] = np.asarray([row_crc(v) for v in values], 'uint32')
+            _create(h5, attrs, np.arange(len(values)), labels, splits,
+                    values.shape, values)
     return path
+
+
+def _attrs(layer, source, classes, split_names, rotations, store):
+    """The file's attributes (see the module docstring)."""
+    return {'format': FORMAT, 'format_version': FORMAT_VERSION,
+            'layer': layer, 'source': source,
+            'classes': json.dumps(list(classes)),
+            'split_names': json.dumps(list(split_names)),
+            'rotations': int(rotations), 'store': store}
+
+
+def _create(h5, attrs, rows, labels, splits, shape, values=None):
+    """The one layout of a features file, in an open HDF5 file ``h5``.
+
+    ``values`` given: every row written, with its CRC-32, marked done;
+    None: the ``(N, R, F)`` ``shape`` allocated, rows to be filled and
+    marked done later (:func:`_extract_into`).
+    """
+    for k, v in attrs.items():
+        h5.attrs[k] = v
+    n = shape[0]
+    h5.create_dataset('features', shape, dtype='float32', data=values,
+                      chunks=(1,) + tuple(shape[1:]), fletcher32=True)
+    h5.create_dataset('rows', data=np.asarray(rows))
+    h5.create_dataset('labels', data=np.asarray(labels).astype('int32'))
+    h5.create_dataset('splits', data=np.asarray(splits).astype('uint8'))
+    if values is None:
+        h5.create_dataset('done', (n,), dtype='uint8')
+        h5.create_dataset('crc32', (n,), dtype='uint32')
+    else:
+        h5.create_dataset('done', data=np.ones(n, 'uint8'))
+        h5.create_dataset('crc32', data=np.asarray(
+            [row_crc(v) for v in values], 'uint32'))
 
 
 def _split_codes(store, rows):

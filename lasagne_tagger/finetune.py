@@ -14,7 +14,6 @@ import dataclasses
 from collections import OrderedDict
 import math
 import os
-import signal
 import time
 from typing import Optional
 
@@ -25,6 +24,7 @@ from .config import check_finite, config_to_dict
 from .atomic import write_json
 from .errors import TaggerError
 from .run_folder import open_run, write_metrics
+from .training import Stage, dropout_streams
 
 __all__ = ['FinetuneConfig', 'build_network', 'compile_functions',
            'rotate_batch', 'flip_shift_batch', 'train', 'evaluate', 'load_classifier']
@@ -161,15 +161,11 @@ def build_network(config, num_classes, image_size, input_var=None):
 
 
 def _cross_entropy(logits, y):
-    """Mean cross-entropy from logits via a stable log-softmax.
-
-    # note: Lasagne's categorical_crossentropy(softmax(z)) takes log of a
-    # probability that underflows to 0 early in from-scratch training
-    # (NaN loss measured here); log-softmax is the same value, finite.
-    """
+    """Mean cross-entropy from logits via a stable log-softmax
+    (:func:`lasagne_tagger.losses.log_softmax`)."""
     import theano.tensor as T
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    log_probs = shifted - T.log(T.exp(shifted).sum(axis=1, keepdims=True))
+    from .losses import log_softmax
+    log_probs = log_softmax(logits, axis=1)
     return -log_probs[T.arange(y.shape[0]), y].mean()
 
 
@@ -222,9 +218,7 @@ def compile_functions(net, config):
     train_fn = function_cache.function([x, y], [ce, acc], updates=updates)
 
     eval_fn = _compile_eval(net, y)
-    dropout = [layer._srng for layer in net.values()
-               if hasattr(layer, '_srng')]
-    return train_fn, eval_fn, lr, opt_state, dropout
+    return train_fn, eval_fn, lr, opt_state, dropout_streams(net)
 
 
 def rotate_batch(crops, rng):
@@ -288,7 +282,8 @@ def train(config, out_dir, resume=False, progress=True, log=print,
     checkpoint's history), ``config.json``.  A folder that already holds a
     run is refused unless ``resume`` (continue from ``last``) or
     ``overwrite``.  Ctrl-C keeps the last finished epoch and returns; a
-    NaN/inf loss stops with a TaggerError, keeping the last good checkpoint.
+    NaN/inf loss stops with a TaggerError, keeping the last good checkpoint
+    (the loop: :func:`lasagne_tagger.training.run_rounds`).
 
     Returns
     -------
@@ -296,8 +291,7 @@ def train(config, out_dir, resume=False, progress=True, log=print,
         The per-epoch metrics (including earlier epochs when resuming).
     """
     from . import store as store_mod
-    from .preprocess import to_network_input
-    from .progress import Progress
+    from .training import run_rounds
 
     config.validate()
     resume_from = open_run(out_dir, resume, overwrite, 'training run')
@@ -326,90 +320,87 @@ def train(config, out_dir, resume=False, progress=True, log=print,
         write_json(os.path.join(out_dir, 'config.json'),
                    config_to_dict(config))
         log('initialisation: %s' % init)
-        n_train = store.count(config.train_split)
-        interrupted = []
-        old_handler = signal.signal(
-            signal.SIGINT, lambda *a: interrupted.append(True))
-        try:
-            for epoch in range(start_epoch, config.epochs):
-                lr.set_value(np.asarray(config.learning_rate_at(epoch),
-                                        lr.dtype))
-                for k, srng in enumerate(streams):
-                    srng.seed(config.seed * 1000003 + epoch * 101 + k)
-                aug = np.random.RandomState([config.seed, epoch, 7])
-                # own stream: rotation-only runs stay as they were
-                aug2 = np.random.RandomState([config.seed, epoch, 11])
-                t0 = time.time()
-                tot_loss = tot_acc = seen = 0.0
-                bar = Progress(math.ceil(n_train / config.batch_size),
-                               'epoch %d' % (epoch + 1), enabled=progress,
-                               unit='batch')
-                for crops, y, _ in store.batches(
-                        config.train_split, config.batch_size, shuffle=True,
-                        seed=config.seed, epoch=epoch):
-                    if config.rotate:
-                        crops = rotate_batch(crops, aug)
-                    if config.flip or config.shift:
-                        crops = flip_shift_batch(crops, aug2, config.flip,
-                                                 config.shift)
-                    loss, acc = train_fn(to_network_input(crops),
-                                         y.astype(np.int32))
-                    if not np.isfinite(loss):
-                        bar.close()
-                        raise TaggerError(
-                            'loss became %s in epoch %d; stopped (lower '
-                            'learning_rate?). %s' % (
-                                loss, epoch + 1,
-                                'The last good checkpoint is %s.npz' % last
-                                if os.path.exists(last + '.npz') else
-                                'No checkpoint was written yet.'))
-                    tot_loss += float(loss) * len(y)
-                    tot_acc += float(acc) * len(y)
-                    seen += len(y)
-                    bar.update()
-                    if interrupted:
-                        break
-                bar.close()
-                if interrupted:
-                    log('interrupted: epoch %d discarded, %s kept'
-                        % (epoch + 1, last))
-                    break
-                train_time = time.time() - t0
-                val = _evaluate_split(store, config.val_split, eval_fn,
-                                      config.batch_size, num_classes)
-                row = {'epoch': epoch + 1,
-                       'learning_rate': config.learning_rate_at(epoch),
-                       'train_loss': tot_loss / seen,
-                       'train_accuracy': tot_acc / seen,
-                       'val_loss': val['loss'],
-                       'val_accuracy': val['accuracy'],
-                       'val_mean_class_accuracy': val['mean_class_accuracy'],
-                       'train_images_per_s': seen / train_time,
-                       'seconds': time.time() - t0}
-                row['gap'] = row['train_accuracy'] - row['val_accuracy']
-                history.append(row)
-                meta = {'kind': 'googlenet-classifier',
-                        'config': config_to_dict(config), 'epoch': epoch,
-                        'history': history, 'classes': list(store.classes),
-                        'image_size': store.size, 'init': init,
-                        'confusion': val['confusion']}
-                if row['val_mean_class_accuracy'] > best:
-                    best = row['val_mean_class_accuracy']
-                    checkpoint.save_checkpoint(
-                        os.path.join(out_dir, 'best'),
-                        checkpoint.named_params(net), meta)
-                # last after best: a resume never repeats a best epoch
-                checkpoint.save_checkpoint(last, state, meta)
-                write_metrics(out_dir, history)
-                log('epoch %d: train loss %.4f acc %.3f | val loss %.4f acc '
-                    '%.3f mean-class %.3f | gap %.3f | %.1f img/s'
-                    % (row['epoch'], row['train_loss'],
-                       row['train_accuracy'], row['val_loss'],
-                       row['val_accuracy'], row['val_mean_class_accuracy'],
-                       row['gap'], row['train_images_per_s']))
-        finally:
-            signal.signal(signal.SIGINT, old_handler)
-    return history
+        stage = _FinetuneStage(config, store, train_fn, eval_fn, lr, init)
+        return run_rounds(stage, out_dir, range(start_epoch, config.epochs),
+                          state, checkpoint.named_params(net), streams,
+                          config.seed, history, best, progress=progress,
+                          log=log)
+
+
+class _FinetuneStage(Stage):
+    """Fine-tuning's part of the training loop: a round is an epoch."""
+
+    round_name = 'epoch'
+    score = 'val_mean_class_accuracy'
+    unit = 'batch'
+
+    def __init__(self, config, store, train_fn, eval_fn, lr, init):
+        self.config, self.store = config, store
+        self.train_fn, self.eval_fn, self.lr = train_fn, eval_fn, lr
+        self.init = init
+        self.n_train = store.count(config.train_split)
+        self.confusion = None
+
+    def batches(self, epoch):
+        config = self.config
+        self.lr.set_value(np.asarray(config.learning_rate_at(epoch),
+                                     self.lr.dtype))
+        aug = np.random.RandomState([config.seed, epoch, 7])
+        # own stream: rotation-only runs stay as they were
+        aug2 = np.random.RandomState([config.seed, epoch, 11])
+
+        def generate():
+            for crops, y, _ in self.store.batches(
+                    config.train_split, config.batch_size, shuffle=True,
+                    seed=config.seed, epoch=epoch):
+                if config.rotate:
+                    crops = rotate_batch(crops, aug)
+                if config.flip or config.shift:
+                    crops = flip_shift_batch(crops, aug2, config.flip,
+                                             config.shift)
+                yield crops, y
+        return (generate(), math.ceil(self.n_train / config.batch_size),
+                'epoch %d' % (epoch + 1))
+
+    def step(self, batch):
+        from .preprocess import to_network_input
+        crops, y = batch
+        loss, acc = self.train_fn(to_network_input(crops),
+                                  y.astype(np.int32))
+        return loss, acc, len(y)
+
+    def finish(self, epoch, totals, train_seconds):
+        t0 = time.time()
+        config = self.config
+        val = _evaluate_split(self.store, config.val_split, self.eval_fn,
+                              config.batch_size, len(self.store.classes))
+        self.confusion = val['confusion']
+        row = {'epoch': epoch + 1,
+               'learning_rate': config.learning_rate_at(epoch),
+               'train_loss': totals.loss,
+               'train_accuracy': totals.accuracy,
+               'val_loss': val['loss'],
+               'val_accuracy': val['accuracy'],
+               'val_mean_class_accuracy': val['mean_class_accuracy'],
+               'train_images_per_s': totals.count / train_seconds,
+               'seconds': train_seconds + time.time() - t0}
+        row['gap'] = row['train_accuracy'] - row['val_accuracy']
+        return row
+
+    def metadata(self, epoch, row, history):
+        return {'kind': 'googlenet-classifier',
+                'config': config_to_dict(self.config), 'epoch': epoch,
+                'history': history, 'classes': list(self.store.classes),
+                'image_size': self.store.size, 'init': self.init,
+                'confusion': self.confusion}
+
+    def describe(self, row):
+        return ('epoch %d: train loss %.4f acc %.3f | val loss %.4f acc '
+                '%.3f mean-class %.3f | gap %.3f | %.1f img/s'
+                % (row['epoch'], row['train_loss'], row['train_accuracy'],
+                   row['val_loss'], row['val_accuracy'],
+                   row['val_mean_class_accuracy'], row['gap'],
+                   row['train_images_per_s']))
 
 
 def load_classifier(prefix, input_var=None):

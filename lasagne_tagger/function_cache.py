@@ -353,18 +353,13 @@ def _load(path, shared):
 
 
 def _save(path, fn, shared):
-    import tempfile
+    from .atomic import atomic_path
     directory = os.path.dirname(path)
     os.makedirs(directory, exist_ok=True)
     arguments = _maker_arguments(fn.maker)
-    fd, tmp = tempfile.mkstemp(suffix='.tmp', dir=directory)
-    try:
-        with os.fdopen(fd, 'wb') as fh:
+    with atomic_path(path, what='cache this function') as tmp:
+        with open(tmp, 'wb') as fh:
             _in_big_stack(lambda: _Pickler(fh, shared).dump(arguments))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     _prune(directory, MAX_FILES)
 
 

@@ -65,13 +65,7 @@ def classify_files(paths, forward, synsets, k=5, batch_size=8,
     """
     if k < 1:
         raise TaggerError('--top must be >= 1, got %d' % k)
-    good, bad, crops = [], [], []
-    for path in paths:
-        try:
-            crops.append(preprocess.load_crop(path, upscale=upscale))
-            good.append(path)
-        except TaggerError as exc:
-            bad.append((path, str(exc)))
+    crops, good, bad = preprocess.load_crops(paths, upscale=upscale)
     results = []
     for start in range(0, len(crops), batch_size):
         batch = preprocess.to_network_input(crops[start:start + batch_size])

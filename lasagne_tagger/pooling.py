@@ -42,13 +42,28 @@ def _use_op(impl):
 
 def caffe_pool_output_length(size, pool, stride, pad):
     """Caffe's pooled length: ceil((size + 2 pad - pool) / stride) + 1,
-    minus one if the last window would start in the padding."""
+    minus one if the last window would start in the padding, at least 1.
+
+    The one Python copy of the formula (the C ops carry the same one in
+    ``lt_caffe_pool_len``).  ``size`` is an int (an int comes back), None
+    (None: an unknown static size) or a symbolic Theano scalar (a symbolic
+    length comes back).
+    """
     if size is None:
         return None
-    length = int(np.ceil((size + 2 * pad - pool) / float(stride))) + 1
-    if pad and (length - 1) * stride >= size + pad:
-        length -= 1
-    return max(length, 1)
+    symbolic = not isinstance(size, (int, np.integer))
+    if not symbolic:
+        size = int(size)
+    # ceil(a / s) == (a + s - 1) // s for integers of either sign.
+    n = (size + 2 * pad - pool + stride - 1) // stride + 1
+    if symbolic:
+        import theano.tensor as T
+        if pad:
+            n = n - T.ge((n - 1) * stride, size + pad)
+        return T.maximum(n, 1)
+    if pad and (n - 1) * stride >= size + pad:
+        n -= 1
+    return max(n, 1)
 
 
 def caffe_max_pool(x, pool, stride, pad, out_shape):
@@ -107,20 +122,15 @@ def _layer_class():
                                          self.pad) for s in input_shape[2:])
 
         def get_output_for(self, input, **kwargs):
-            import theano.tensor as T
             if _use_op(self.impl):
                 from .caffe_pool_op import CaffeMaxPool
                 return CaffeMaxPool(self.pool_size, self.stride,
                                     self.pad)(input)
             shape = self.get_output_shape_for(self.input_shape)[2:]
             if any(s is None for s in shape):
-                k, s, p = self.pool_size, self.stride, self.pad
-                shape = []
-                for size in (input.shape[2], input.shape[3]):
-                    n = (size + 2 * p - k + s - 1) // s + 1
-                    if p:
-                        n = n - T.ge((n - 1) * s, size + p)
-                    shape.append(n)
+                shape = [caffe_pool_output_length(size, self.pool_size,
+                                                  self.stride, self.pad)
+                         for size in (input.shape[2], input.shape[3])]
             return caffe_max_pool(input, self.pool_size, self.stride,
                                   self.pad, shape)
 

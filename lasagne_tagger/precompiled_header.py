@@ -30,10 +30,9 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import threading
 
-from .atomic import write_bytes
+from .atomic import atomic_path, write_bytes
 from .errors import TaggerError
 
 __all__ = ['install', 'installed', 'leading_includes', 'stub', 'header_folder',
@@ -131,18 +130,22 @@ def header_folder(block, preargs, include_dirs, base=None):
             header = os.path.join(folder, 'Python.h')
             if not os.path.exists(header):
                 write_bytes(header, stub(block).encode())
-            fd, tmp = tempfile.mkstemp(dir=folder, suffix='.gch.tmp')
-            os.close(fd)
-            cmd = ([compiler, '-x', 'c++-header', '-g', '-w']
-                   + list(preargs) + ['-I%s' % d for d in include_dirs]
-                   + ['-fvisibility=hidden', header, '-o', tmp])
-            done = subprocess.run(cmd, capture_output=True, timeout=600)
-            if done.returncode != 0:
-                if os.path.exists(tmp):    # g++ may have removed it
-                    os.remove(tmp)
-                write_bytes(failed, done.stderr[-4000:])
+            errors = []
+            try:
+                with atomic_path(gch, what='precompile') as tmp:
+                    cmd = ([compiler, '-x', 'c++-header', '-g', '-w']
+                           + list(preargs)
+                           + ['-I%s' % d for d in include_dirs]
+                           + ['-fvisibility=hidden', header, '-o', tmp])
+                    done = subprocess.run(cmd, capture_output=True,
+                                          timeout=600)
+                    if done.returncode != 0:
+                        errors.append(done.stderr[-4000:])
+                        raise TaggerError('the compiler failed', gch)
+            except TaggerError:
+                if errors:
+                    write_bytes(failed, errors[0])
                 return None
-            os.replace(tmp, gch)
         except (OSError, subprocess.SubprocessError, TaggerError):
             return None
     return folder

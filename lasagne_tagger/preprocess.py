@@ -24,7 +24,7 @@ import numpy as np
 from .errors import TaggerError
 
 __all__ = ['BGR_MEAN', 'CROP_SIZE', 'MAX_PIXELS', 'load_image', 'to_rgb',
-           'resize_and_crop', 'load_crop', 'to_network_input',
+           'resize_and_crop', 'load_crop', 'load_crops', 'to_network_input',
            'from_network_input']
 
 BGR_MEAN = np.array([104.0, 117.0, 123.0], dtype=np.float32)
@@ -156,6 +156,35 @@ def load_crop(path, size=CROP_SIZE, upscale=False, max_pixels=MAX_PIXELS):
     """Open ``path`` and return its uint8 ``(size, size, 3)`` RGB crop."""
     return resize_and_crop(load_image(path, max_pixels=max_pixels), size,
                            upscale=upscale, name=os.fspath(path))
+
+
+def load_crops(paths, size=CROP_SIZE, upscale=False, max_pixels=MAX_PIXELS):
+    """:func:`load_crop` over many files, collecting the bad ones.
+
+    Parameters
+    ----------
+    paths : sequence of str or os.PathLike
+    size, upscale, max_pixels
+        As for :func:`load_crop`.
+
+    Returns
+    -------
+    crops : list of ndarray
+        uint8 ``(size, size, 3)`` per readable file, in input order.
+    good : list of str
+        The readable files' paths, parallel to ``crops``.
+    bad : list of (str, str)
+        ``(path, one-line error naming it)`` per unreadable or odd file.
+    """
+    crops, good, bad = [], [], []
+    for path in paths:
+        try:
+            crops.append(load_crop(path, size=size, upscale=upscale,
+                                   max_pixels=max_pixels))
+            good.append(os.fspath(path))
+        except TaggerError as exc:
+            bad.append((os.fspath(path), str(exc)))
+    return crops, good, bad
 
 
 def to_network_input(crops, dtype=None):

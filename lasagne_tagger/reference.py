@@ -60,18 +60,6 @@ def embedded_crops(image_size, count=DEFAULT_COUNT, seed=0):
     return np.stack(crops), names
 
 
-def _load_photos(paths, image_size, upscale):
-    from .preprocess import load_crop
-    crops, names, bad = [], [], []
-    for path in paths:
-        try:
-            crops.append(load_crop(path, size=image_size, upscale=upscale))
-            names.append(os.fspath(path))
-        except TaggerError as exc:
-            bad.append((os.fspath(path), str(exc)))
-    return crops, names, bad
-
-
 def random_cnn(seed=0, width=1.0, image_size=224, num_classes=1000):
     """GoogLeNet with seeded random weights (see the module docstring).
 
@@ -447,7 +435,8 @@ def export_reference(out, photos=None, cnn=None, tagger=None, seed=0,
     size = cnn_info['image_size']
     bad = []
     if photos:
-        crops, names, bad = _load_photos(photos, size, upscale)
+        from .preprocess import load_crops
+        crops, names, bad = load_crops(photos, size=size, upscale=upscale)
         if not crops:
             raise TaggerError('no readable photo among %d given: %s'
                               % (len(photos), bad[0][1]))

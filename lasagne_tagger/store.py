@@ -53,7 +53,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .atomic import write_text
+from .atomic import install, write_text
 from .errors import TaggerError
 
 __all__ = ['FORMAT', 'FORMAT_VERSION', 'PrepareSummary', 'prepare',
@@ -406,17 +406,7 @@ def _create(path, dataset, fingerprint, size, upscale, chunk,
             h5.create_dataset('file_size', data=np.full(n, -1, np.int64))
             h5.create_dataset('file_mtime_ns',
                               data=np.full(n, -1, np.int64))
-        try:
-            os.link(tmp, path)          # fails if path appeared meanwhile
-            os.unlink(tmp)
-        except FileExistsError:
-            raise TaggerError('another process created this file meanwhile; '
-                              'pick another output path', path) from None
-        except OSError:                 # no hard links here: plain rename
-            if os.path.exists(path):
-                raise TaggerError('file exists; pick another output path',
-                                  path) from None
-            os.replace(tmp, path)
+        install(tmp, path, replace=False)   # never over another's store
     except OSError as exc:
         raise TaggerError('cannot create the store (%s)' % str(exc)
                           .splitlines()[0], path) from None

@@ -28,8 +28,6 @@ import dataclasses
 import functools
 import math
 import os
-import signal
-import time
 from collections import OrderedDict
 
 import numpy as np
@@ -38,6 +36,7 @@ from . import checkpoint, function_cache
 from .config import check_finite, config_to_dict
 from .errors import TaggerError
 from .run_folder import open_run, write_metrics
+from .training import Stage, dropout_streams, run_rounds
 from .vocabulary import Vocabulary
 
 __all__ = ['TaggerConfig', 'build_tagger', 'compile_training',
@@ -136,16 +135,11 @@ def sequence_logits(net, deterministic, inputs=None):
     return shaped[:, 1:]
 
 
-def _log_softmax(logits):
-    import theano.tensor as T
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    return shifted - T.log(T.exp(shifted).sum(axis=-1, keepdims=True))
-
-
 def _masked_loss(logits, targets, mask):
     """Mean cross-entropy and token accuracy over the real tag positions."""
     import theano.tensor as T
-    log_probs = _log_softmax(logits)
+    from .losses import log_softmax
+    log_probs = log_softmax(logits)
     V = logits.shape[-1]
     flat = log_probs.reshape((-1, V))
     picked = flat[T.arange(flat.shape[0]), targets.flatten()]
@@ -181,15 +175,13 @@ def compile_training(net, config):
     grads = lasagne.updates.total_norm_constraint(grads, config.max_norm)
     updates = lasagne.updates.adam(grads, params, config.learning_rate)
     opt_state = [v for v in updates if v not in set(params)]
-    train_fn = function_cache.function([image, inputs, targets, mask], [loss, acc],
-                               updates=updates)
+    train_fn = function_cache.function([image, inputs, targets, mask],
+                                       [loss, acc], updates=updates)
     det_loss, det_acc = _masked_loss(sequence_logits(net, True, feed),
                                      targets, mask)
     eval_fn = function_cache.function([image, inputs, targets, mask],
-                              [det_loss, det_acc])
-    streams = [layer._srng for layer in net.values()
-               if hasattr(layer, '_srng')]
-    return train_fn, eval_fn, opt_state, streams
+                                      [det_loss, det_acc])
+    return train_fn, eval_fn, opt_state, dropout_streams(net)
 
 
 # --- decoding ----------------------------------------------------------------
@@ -436,11 +428,21 @@ class TagDecoder(object):
 
     def __init__(self, net, vocab, max_len):
         self.net, self.vocab, self.max_len = net, vocab, max_len
+        self.feature_width = net['image'].shape[1]
         self._greedy = None
         self._step = None
 
+    def _check(self, features):
+        features = np.asarray(features)
+        if features.ndim != 2 or features.shape[1] != self.feature_width:
+            raise TaggerError('features of shape %s; the tagger expects '
+                              '(N, %d)' % (features.shape,
+                                           self.feature_width))
+        return features
+
     def greedy(self, features, batch_size=100):
         """List of ``[(tag, probability), ...]`` per row (greedy scan)."""
+        features = self._check(features)
         if self._greedy is None:
             self._greedy = compile_greedy(self.net, self.max_len)
         out = []
@@ -453,6 +455,7 @@ class TagDecoder(object):
     def beam(self, features, beam_width=3):
         """Best beam hypothesis per row, as ``[(tag, probability), ...]``."""
         from . import decode
+        features = self._check(features)
         if self._step is None:
             self._step = compile_step(self.net)
         prime, step = self._step
@@ -521,10 +524,10 @@ def train_tagger(config, out_dir, resume=False, progress=True, log=print,
     ``metrics.jsonl`` (rewritten from ``last``'s history).  Resume is exact
     at those boundaries (Adam state saved; batches and dropout reseeded
     from (seed, chunk)).  A folder that already holds a run is refused
-    unless ``resume`` or ``overwrite``.
+    unless ``resume`` or ``overwrite``.  The loop:
+    :func:`lasagne_tagger.training.run_rounds`.
     """
     from . import datasets, features as feats
-    from .progress import Progress
 
     config.validate()
     resume_from = open_run(out_dir, resume, overwrite, 'tagger run')
@@ -559,72 +562,82 @@ def train_tagger(config, out_dir, resume=False, progress=True, log=print,
         best = max(h['val_tag_accuracy'] for h in history)
         write_metrics(out_dir, history)
         log('resuming after iteration %d' % meta['iteration'])
-    val_feats = table.features(val_rows, rotation=0)
-    val_labels = table.labels[val_rows]
+    stage = _TaggerStage(config, table, train_rows, val_rows, vocab,
+                         max_len, train_fn, eval_fn, inputs, targets, mask)
     n_chunks = math.ceil(config.iterations / config.eval_every)
-    interrupted = []
-    old = signal.signal(signal.SIGINT, lambda *a: interrupted.append(True))
-    try:
-        for chunk in range(start_chunk, n_chunks):
-            rng = np.random.RandomState([config.seed, chunk, 11])
-            for k, srng in enumerate(streams):
-                srng.seed(config.seed * 1000003 + chunk * 101 + k)
-            steps = min(config.eval_every,
-                        config.iterations - chunk * config.eval_every)
-            t0 = time.time()
-            losses, accs = [], []
-            bar = Progress(steps, 'iterations %d-%d' % (
-                chunk * config.eval_every + 1,
-                chunk * config.eval_every + steps), enabled=progress)
-            for _ in range(steps):
-                rows = train_rows[rng.randint(0, len(train_rows),
-                                              config.batch_size)]
+    return run_rounds(stage, out_dir, range(start_chunk, n_chunks), state,
+                      checkpoint.named_params(net), streams, config.seed,
+                      history, best, progress=progress, log=log)
+
+
+class _TaggerStage(Stage):
+    """The tagger's part of the training loop: a round is ``eval_every``
+    iterations (the last one may be shorter)."""
+
+    round_name = 'iterations'
+    score = 'val_tag_accuracy'
+    unit = 'it'
+
+    def __init__(self, config, table, train_rows, val_rows, vocab, max_len,
+                 train_fn, eval_fn, inputs, targets, mask):
+        self.config, self.table, self.vocab = config, table, vocab
+        self.train_rows, self.max_len = train_rows, max_len
+        self.train_fn, self.eval_fn = train_fn, eval_fn
+        self.inputs, self.targets, self.mask = inputs, targets, mask
+        self.val_feats = table.features(val_rows, rotation=0)
+        self.val_labels = table.labels[val_rows]
+        self.steps = 0
+
+    def batches(self, chunk):
+        config, table = self.config, self.table
+        rng = np.random.RandomState([config.seed, chunk, 11])
+        first = chunk * config.eval_every
+        self.steps = min(config.eval_every, config.iterations - first)
+
+        def generate():
+            for _ in range(self.steps):
+                rows = self.train_rows[rng.randint(
+                    0, len(self.train_rows), config.batch_size)]
                 rot = rng.randint(0, table.rotations, len(rows)) \
                     if config.use_rotations else np.zeros(len(rows), int)
-                labels = table.labels[rows]
-                loss, acc = train_fn(_floatx(table.features(rows, rot)),
-                                     inputs[labels], targets[labels],
-                                     mask[labels].astype(
-                                         lasagne.utils.floatX(mask).dtype))
-                if not np.isfinite(loss):
-                    raise TaggerError('tagger loss became %s; stopped' % loss)
-                losses.append(float(loss))
-                accs.append(float(acc))
-                bar.update()
-                if interrupted:
-                    break
-            bar.close()
-            if interrupted:
-                log('interrupted: chunk discarded, %s kept' % last)
-                break
-            v_loss, v_acc = eval_fn(_floatx(val_feats), inputs[val_labels],
-                                    targets[val_labels],
-                                    _floatx(mask[val_labels]))
-            iteration = chunk * config.eval_every + steps
-            row = {'iteration': iteration, 'train_loss': float(np.mean(losses)),
-                   'train_tag_accuracy': float(np.mean(accs)),
-                   'val_loss': float(v_loss),
-                   'val_tag_accuracy': float(v_acc),
-                   'iterations_per_s': steps / (time.time() - t0)}
-            history.append(row)
-            meta = {'kind': 'tagger', 'config': config_to_dict(config),
-                    'iteration': iteration, 'history': history,
-                    'vocabulary': vocab.to_dict(), 'max_len': max_len,
-                    'feature_width': table.width, 'classes': table.classes,
-                    'feature_layer': table.layer}
-            if row['val_tag_accuracy'] > best:
-                best = row['val_tag_accuracy']
-                checkpoint.save_checkpoint(os.path.join(out_dir, 'best'),
-                                           checkpoint.named_params(net), meta)
-            checkpoint.save_checkpoint(last, state, meta)
-            write_metrics(out_dir, history)
-            log('iteration %d: train loss %.4f tag acc %.3f | val loss %.4f '
-                'tag acc %.3f' % (iteration, row['train_loss'],
+                yield table.features(rows, rot), table.labels[rows]
+        return (generate(), self.steps,
+                'iterations %d-%d' % (first + 1, first + self.steps))
+
+    def step(self, batch):
+        feats, labels = batch
+        loss, acc = self.train_fn(_floatx(feats), self.inputs[labels],
+                                  self.targets[labels],
+                                  _floatx(self.mask[labels]))
+        return loss, acc, len(labels)
+
+    def finish(self, chunk, totals, train_seconds):
+        labels = self.val_labels
+        v_loss, v_acc = self.eval_fn(_floatx(self.val_feats),
+                                     self.inputs[labels],
+                                     self.targets[labels],
+                                     _floatx(self.mask[labels]))
+        # note: iterations/s of training alone (it included the
+        # validation pass before the loops were one)
+        return {'iteration': chunk * self.config.eval_every + self.steps,
+                'train_loss': totals.loss,
+                'train_tag_accuracy': totals.accuracy,
+                'val_loss': float(v_loss), 'val_tag_accuracy': float(v_acc),
+                'iterations_per_s': self.steps / train_seconds}
+
+    def metadata(self, chunk, row, history):
+        table = self.table
+        return {'kind': 'tagger', 'config': config_to_dict(self.config),
+                'iteration': row['iteration'], 'history': history,
+                'vocabulary': self.vocab.to_dict(), 'max_len': self.max_len,
+                'feature_width': table.width, 'classes': table.classes,
+                'feature_layer': table.layer}
+
+    def describe(self, row):
+        return ('iteration %d: train loss %.4f tag acc %.3f | val loss %.4f '
+                'tag acc %.3f' % (row['iteration'], row['train_loss'],
                                   row['train_tag_accuracy'], row['val_loss'],
                                   row['val_tag_accuracy']))
-    finally:
-        signal.signal(signal.SIGINT, old)
-    return history
 
 
 def load_tagger(prefix):

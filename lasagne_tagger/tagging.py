@@ -60,17 +60,11 @@ class Pipeline(object):
 
     def tag_files(self, paths, beam=None, upscale=False):
         """Tags per readable photo and ``(path, error)`` per bad one."""
-        from .preprocess import load_crop
+        from .preprocess import load_crops
         if not paths:
             raise TaggerError('no photos given')
-        good, bad, crops = [], [], []
-        for path in paths:
-            try:
-                crops.append(load_crop(path, size=self.image_size,
-                                       upscale=upscale))
-                good.append(path)
-            except TaggerError as exc:
-                bad.append((path, str(exc)))
+        crops, good, bad = load_crops(paths, size=self.image_size,
+                                      upscale=upscale)
         tags = self.tag_crops(np.stack(crops), beam=beam) if crops else []
         return list(zip(good, tags)), bad
 
@@ -290,9 +284,20 @@ def run_tagger_stage(out_dir, store_path, cnn_prefix, taxonomy, test_split,
     """
     import dataclasses
     from . import plots, tagger
+    from .config import config_from_dict
     from .features import extract_features
     from .timing import StageTimer
     timer = timer or StageTimer()
+    settings = dict(tagger_settings or {})
+    fixed = sorted(set(settings) & {'features', 'taxonomy', 'use_rotations'})
+    if fixed:
+        raise TaggerError('tagger settings: %s set by the stage itself, not '
+                          'by its settings' % ', '.join(fixed))
+    # Strict, before any work: an unknown setting is an error naming it.
+    config = config_from_dict(
+        tagger.TaggerConfig, dict(settings, taxonomy=taxonomy,
+                                  use_rotations=rotations),
+        source='tagger settings')
 
     feats = os.path.join(out_dir, 'features.h5')
     with timer.stage('extract'):
@@ -303,11 +308,7 @@ def run_tagger_stage(out_dir, store_path, cnn_prefix, taxonomy, test_split,
             feats, taxonomy = add_training_composites(
                 cnn_prefix, store_path, feats, taxonomy,
                 os.path.join(out_dir, 'composites'), train_composites)
-    fields = {f.name for f in dataclasses.fields(tagger.TaggerConfig)}
-    settings = {k: v for k, v in (tagger_settings or {}).items()
-                if k in fields}
-    config = tagger.TaggerConfig(features=feats, taxonomy=taxonomy,
-                                 use_rotations=rotations, **settings)
+    config = dataclasses.replace(config, features=feats, taxonomy=taxonomy)
     run_dir = os.path.join(out_dir, 'tagger')
     with timer.stage('train tagger'):
         history = tagger.train_tagger(config, run_dir, resume=True,

@@ -30,7 +30,8 @@ import time
 
 import numpy as np
 
-from .atomic import describe_os_error, file_digest, make_parent, write_bytes
+from .atomic import (describe_os_error, file_digest, install, make_parent,
+                     write_bytes)
 from .errors import TaggerError
 
 __all__ = ['MODEL_ZOO_URL', 'MODEL_ZOO_SIZE', 'MODEL_ZOO_SHA256', 'SOURCES',
@@ -255,7 +256,7 @@ def _from_bvlc(dest, options):
             raise SourceUnavailable('downloaded file has SHA-1 %s, not the '
                                     'BVLC original\'s %s (removed)'
                                     % (digest, expected))
-        os.replace(part, target)
+        install(part, target)
     install_from(target, dest, sha1=options.get('bvlc_sha1'),
                  log=lambda line: None)
     return '%s (converted from %s)' % (
@@ -284,7 +285,7 @@ def _install_pickle_part(part, dest, sha256, size):
     except TaggerError:
         os.remove(part)               # a complete file that is not it
         raise
-    os.replace(part, dest)
+    install(part, dest)
 
 
 def fetch(dest=None, sources=None, sha256=MODEL_ZOO_SHA256, timeout=60,

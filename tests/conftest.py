@@ -207,34 +207,58 @@ def tiny_reference(tmp_path_factory):
 
 
 # --- a tiny trained system (tests/test_pipeline.py, tests/test_faults.py) ---
+def _cli_ok(*argv):
+    """Run ``lasagne-tagger ARGV`` in this process (``cli.main``); return
+    its standard output, failing the test on a non-zero exit."""
+    import contextlib
+    import io
+    from lasagne_tagger import cli
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = cli.main([str(a) for a in argv])
+    assert code == 0, (argv, code, out.getvalue())
+    return out.getvalue()
+
+
 @pytest.fixture(scope='session')
 def tiny_system(tmp_path_factory):
     """A tiny trained system (tests/test_pipeline.py, test_faults.py): a
     width-1/8 GoogLeNet at 32 px (1 epoch) on a rendered set, its
-    features with rotations, a small tagger.  Tests must not change these
-    files (copy them first)."""
+    features with rotations, a small tagger.  Built through the command
+    line (``cli.main``: prepare, train with ``--set``, evaluate, plot,
+    extract, train-tagger), so each of those commands runs in the suite.
+    Tests must not change these files (copy them first)."""
+    import json
     from pathlib import Path
-    from lasagne_tagger import (datasets, features, finetune, store,
-                                synthetic, tagger)
+    from lasagne_tagger import finetune, synthetic
     base = tmp_path_factory.mktemp('pipeline')
-    root = synthetic.render_dataset(
+    root = Path(synthetic.render_dataset(
         base / 'data', per_class={'train': 6, 'validation': 2, 'test': 2},
-        size=32, seed=5)
-    root = Path(root)
+        size=32, seed=5))
     store_path = base / 'store.h5'
-    store.prepare(datasets.read_folder_dataset(root), store_path, size=32,
-                  workers=1, progress=False)
-    cfg = finetune.FinetuneConfig(store=str(store_path), from_scratch=True,
-                                  width=0.125, epochs=1, batch_size=16)
-    finetune.train(cfg, base / 'cnn', progress=False, log=lambda *a: None)
-    feats = features.extract_features(base / 'cnn' / 'best', store_path,
-                                      base / 'features.h5', rotations=True,
-                                      progress=False)
-    tcfg = tagger.TaggerConfig(features=str(feats),
-                               taxonomy=str(root / 'taxonomy.json'),
-                               embed_size=16, hidden_size=16, iterations=60,
-                               eval_every=30, batch_size=20)
-    tagger.train_tagger(tcfg, base / 'tagger', progress=False,
-                        log=lambda *a: None)
+    _cli_ok('prepare', root, store_path, '--size', 32, '--workers', 1,
+            '--quiet')
+    _cli_ok('train', '--store', store_path, '--from-scratch',
+            '--set', 'width=0.125', '--set', 'epochs=1',
+            '--set', 'batch_size=16', '--out', base / 'cnn', '--no-plots',
+            '--quiet')
+    saved = json.loads((base / 'cnn' / 'config.json').read_text())
+    assert (saved['width'], saved['epochs'], saved['batch_size'],
+            saved['from_scratch']) == (0.125, 1, 16, True)
+    report = json.loads(_cli_ok('evaluate', base / 'cnn' / 'best',
+                                store_path, '--split', 'test', '--json'))
+    want = finetune.evaluate(str(base / 'cnn' / 'best'), str(store_path),
+                             'test')
+    assert report['count'] == 16 and report['accuracy'] == want['accuracy']
+    plotted = _cli_ok('plot', base / 'cnn').split()
+    assert plotted and all(Path(p).is_file() for p in plotted[1::2])
+    feats = base / 'features.h5'
+    _cli_ok('extract', base / 'cnn' / 'best', store_path, feats,
+            '--rotations', '--quiet')
+    _cli_ok('train-tagger', '--features', feats,
+            '--taxonomy', root / 'taxonomy.json',
+            '--set', 'embed_size=16', '--set', 'hidden_size=16',
+            '--set', 'iterations=60', '--set', 'eval_every=30',
+            '--set', 'batch_size=20', '--out', base / 'tagger', '--quiet')
     return {'base': base, 'root': root, 'store': store_path, 'feats': feats,
             'cnn': base / 'cnn' / 'best', 'tagger': base / 'tagger' / 'best'}

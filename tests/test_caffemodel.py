@@ -376,3 +376,25 @@ def test_cli_installs_from_a_file_and_refuses_a_bad_one(files, tmp_path):
     assert [l for l in bad.stderr.splitlines() if l.strip()] == [
         l for l in bad.stderr.splitlines() if l.startswith('error: ')]
     assert 'SHA-1 is' in bad.stderr and 'Traceback' not in bad.stderr
+
+
+def test_fetch_weights_through_cli_main(files, tmp_path, capsys):
+    """``fetch-weights --from`` in this process (``cli.main``): a pickle
+    of the model zoo's layout is installed byte for byte; a pickle whose
+    SHA-256 is not the expected one is one error line, nothing written."""
+    from lasagne_tagger import cli
+    digest = weights.sha256sum(files['pkl'])
+    dest = tmp_path / 'w.pkl'
+    code = cli.main(['fetch-weights', '--from', files['pkl'], '--dest',
+                     str(dest), '--sha256', digest, '--quiet'])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert out.strip() == 'weights ready: %s' % dest
+    assert dest.read_bytes() == open(files['pkl'], 'rb').read()
+    other = tmp_path / 'other.pkl'
+    code = cli.main(['fetch-weights', '--from', files['pkl'], '--dest',
+                     str(other), '--sha256', 'ab' * 32, '--quiet'])
+    out, err = capsys.readouterr()
+    assert code == 2 and not other.exists()
+    assert err.count('\n') == 1 and err.startswith('error: ')
+    assert files['pkl'] in err and 'SHA-256' in err

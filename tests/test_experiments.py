@@ -104,7 +104,7 @@ def compare_done(tiny, tagged, zoo_pickle):
     fake weights (into the results)."""
     script = _script('compare_tags')
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(ex, 'find_weights', lambda *a, **k: None)
+        mp.setattr(ex, 'experiment_weights', lambda *a, **k: None)
         partial = script.run(tiny['config'], str(tiny['base'] / 'partial'),
                              tiny['work'], progress=False, log=_quiet)
     full = script.run(tiny['config'], str(tiny['results'] / 'compare_tags'),
@@ -116,7 +116,7 @@ def compare_done(tiny, tagged, zoo_pickle):
 @pytest.fixture
 def no_weights(monkeypatch):
     """Make the scripts find no model-zoo weights."""
-    monkeypatch.setattr(ex, 'find_weights', lambda *a, **k: None)
+    monkeypatch.setattr(ex, 'experiment_weights', lambda *a, **k: None)
 
 
 # --- rules, no Theano ---------------------------------------------------------

@@ -30,7 +30,7 @@ def _compare(make_ours, make_lasagne, shape, rtol, seed=0, scale=1.0):
     assert got[0].shape == tuple(ours.output_shape)
     for g, w in zip(got, want):
         np.testing.assert_allclose(g, w, rtol=rtol, atol=rtol * np.abs(w).max())
-    return results[0]
+    return results
 
 
 @pytest.mark.parametrize('filter_size,stride,pad', [
@@ -39,13 +39,18 @@ def _compare(make_ours, make_lasagne, shape, rtol, seed=0, scale=1.0):
     (1, 1, 'valid')])
 def test_conv_equals_lasagne(filter_size, stride, pad):
     kw = dict(num_filters=4, filter_size=filter_size, stride=stride, pad=pad)
-    fn = _compare(lambda l: layers.Conv2DLayer(l, **kw),
-                  lambda l: lasagne.layers.Conv2DLayer(l, **kw),
-                  (2, 3, 9, 8), rtol=1e-5)
+    ours, theirs = _compare(lambda l: layers.Conv2DLayer(l, **kw),
+                            lambda l: lasagne.layers.Conv2DLayer(l, **kw),
+                            (2, 3, 9, 8), rtol=1e-5)
     if not isinstance(pad, str) and pad != 0:
-        # the padding is inside the convolution: no zero tensor copied
-        kinds = {type(n.op).__name__ for n in fn.maker.fgraph.apply_nodes}
-        assert 'IncSubtensor' not in kinds and 'Alloc' not in kinds, kinds
+        # the padding is inside our convolution: no zero tensor copied.
+        # Lasagne 0.1 pads by copying into zeros (Alloc + IncSubtensor) in
+        # the same compiled mode, so the check is one that can fail.
+        def kinds(fn):
+            return {type(n.op).__name__ for n in fn.maker.fgraph.apply_nodes}
+        assert {'IncSubtensor', 'Alloc'} <= kinds(theirs), kinds(theirs)
+        mine = kinds(ours)
+        assert 'IncSubtensor' not in mine and 'Alloc' not in mine, mine
 
 
 @pytest.mark.parametrize('beta', [0.75, 0.5])

@@ -46,10 +46,23 @@ def test_tag_cli_round_trip(system, tmp_path, capsys):
     assert code == 1 and 'bad.jpg' in err
     result = json.loads(out)
     assert [r['path'] for r in result['results']] == [str(p) for p in photos]
+    # the command prints exactly what the library decodes for these files
+    pipe = tagging.Pipeline(system['cnn'], system['tagger'])
+    want, bad_files = pipe.tag_files([str(p) for p in photos])
+    assert bad_files == []
+    for r, (path, tags) in zip(result['results'], want):
+        assert r['path'] == path
+        assert [t['tag'] for t in r['tags']] == [t for t, _ in tags]
+        np.testing.assert_allclose([t['probability'] for t in r['tags']],
+                                   [p for _, p in tags], rtol=1e-6)
+    # and what it decodes is a greedy decode of the trained tagger: tags of
+    # the taxonomy, each once, at the probabilities the tagger gives them
     taxonomy = json.loads((system['root'] / 'taxonomy.json').read_text())
     all_tags = set(t for tags in taxonomy['classes'].values() for t in tags)
+    decoded = [t for r in result['results'] for t in r['tags']]
+    assert decoded, 'the tiny tagger decoded no tag at all'
     for r in result['results']:
-        tags = [t['tag'] for t in r['tags']]    # may be empty: tiny model
+        tags = [t['tag'] for t in r['tags']]
         assert len(tags) == len(set(tags)) and set(tags) <= all_tags
         assert all(0 < t['probability'] <= 1 for t in r['tags'])
     assert len(list((tmp_path / 'out').glob('*.tags.png'))) == 2
@@ -67,21 +80,44 @@ def test_evaluate_tags_single_and_composites(system):
     assert result['multi']['count'] == 6 and result['multi']['k'] == 2
     for ex in result['multi_examples']:
         assert len(ex['sources']) == 2 and len(ex['true']) >= 3
-    for key in ('micro_f1', 'macro_f1', 'exact_match'):
-        assert 0 <= result['single'][key] <= 1
+    # the scores, recomputed by hand from the same photos and composites
+    from lasagne_tagger import composites, store
+    tax = pipe.vocabulary.taxonomy
+    class_tags = [list(tax[c]) for c in pipe.cnn_meta['classes']]
+    with store.open_store(system['store']) as st:
+        rows = st.indices('test')
+        crops, labels = st.read(rows)
+    images, _, pairs = composites.make_composites(crops, labels, 6, k=2,
+                                                  seed=0)
+    for part, inputs, truth in (
+            ('single', crops, [set(class_tags[l]) for l in labels]),
+            ('multi', images, [set(class_tags[a]) | set(class_tags[b])
+                               for a, b in pairs.tolist()])):
+        pred = [set(t for t, _ in p) for p in pipe.tag_crops(inputs)]
+        tp = sum(len(p & t) for p, t in zip(pred, truth))
+        n_pred, n_true = sum(map(len, pred)), sum(map(len, truth))
+        precision = tp / n_pred if n_pred else 0.0
+        recall = tp / n_true
+        f1 = 2 * precision * recall / (precision + recall) if tp else 0.0
+        got = result[part]
+        assert got['micro_precision'] == pytest.approx(precision), part
+        assert got['micro_recall'] == pytest.approx(recall), part
+        assert got['micro_f1'] == pytest.approx(f1), part
+        assert got['exact_match'] == pytest.approx(
+            np.mean([p == t for p, t in zip(pred, truth)])), part
+        assert got['empty_predictions'] == sum(not p for p in pred), part
 
 
 def test_tagger_with_wrong_feature_width_is_refused(system, tmp_path):
-    import shutil
     from lasagne_tagger import checkpoint
     arrays, meta = checkpoint.load_checkpoint(system['tagger'])
     meta['feature_width'] = 77
     checkpoint.save_checkpoint(tmp_path / 't', arrays, meta)
-    with pytest.raises(TaggerError):
+    with pytest.raises(TaggerError, match="tagger expects 77-d features, "
+                       "the CNN's .* gives 128"):
         tagging.Pipeline(system['cnn'], tmp_path / 't')
     with pytest.raises(TaggerError, match='no photos given'):
         tagging.Pipeline(system['cnn'], system['tagger']).tag_files([])
-    del shutil
 
 
 def test_evaluate_tags_gives_bootstrap_intervals(system):

@@ -92,13 +92,30 @@ def test_confusion_plot_depends_on_matrix(tmp_path):
     _png(c)
 
 
-def test_confusion_many_classes_no_annotation(tmp_path):
+@pytest.mark.parametrize('n, annotated', [(20, True), (21, False)])
+def test_confusion_cells_annotated_up_to_twenty_classes(tmp_path,
+                                                        monkeypatch, n,
+                                                        annotated):
+    figures = []
+    real_save = plots._save
+
+    def keep(fig, out_png):
+        figures.append(fig)
+        return real_save(fig, out_png)
+    monkeypatch.setattr(plots, '_save', keep)
     rng = np.random.RandomState(0)
-    n = 25
     cm = rng.randint(0, 5, size=(n, n)) + np.eye(n, dtype=int) * 20
     path = plots.plot_confusion(cm, ['class %d' % k for k in range(n)],
                                 tmp_path / 'big.png')
     _png(path)
+    ax = figures[0].axes[0]
+    cells = [t.get_text() for t in ax.texts]
+    assert len(cells) == (n * n if annotated else 0)
+    if annotated:            # row-normalised values, row by row
+        want = cm[0, 0] / cm[0].sum()
+        assert cells[0] == '%.2f' % want
+    labels = [t.get_text() for t in ax.get_xticklabels()]
+    assert labels == ['class %d' % k for k in range(n)]
 
 
 @pytest.mark.parametrize('confusion, names, fragment', [

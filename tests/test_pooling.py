@@ -45,6 +45,34 @@ def test_output_length_is_caffes():
     assert caffe_pool_output_length(112, 3, 2, 0) == 56
     assert caffe_pool_output_length(7, 3, 2, 0) == 3
     assert caffe_pool_output_length(14, 3, 1, 1) == 14
+    assert caffe_pool_output_length(1, 3, 2, 0) == 1     # at least one
+    assert caffe_pool_output_length(None, 3, 2, 0) is None
+
+
+def _caffe_length(size, k, s, p):
+    # Caffe's pooling_layer.cpp, written out in floats
+    n = int(np.ceil((size + 2 * p - k) / float(s))) + 1
+    if p and (n - 1) * s >= size + p:
+        n -= 1
+    return max(n, 1)
+
+
+def test_output_length_int_and_symbolic_are_one_formula():
+    import theano
+    import theano.tensor as T
+    sizes = np.arange(1, 40)
+    combos = [(3, 2, 0), (3, 2, 1), (3, 1, 1), (5, 3, 2), (7, 2, 3),
+              (2, 2, 0), (1, 1, 0)]
+    v = T.lvector('sizes')
+    f = theano.function([v], [caffe_pool_output_length(v, k, s, p)
+                              for k, s, p in combos])
+    for (k, s, p), symbolic in zip(combos, f(sizes)):
+        want = [_caffe_length(int(n), k, s, p) for n in sizes]
+        assert [caffe_pool_output_length(int(n), k, s, p)
+                for n in sizes] == want, (k, s, p)
+        assert [caffe_pool_output_length(np.int64(n), k, s, p)
+                for n in sizes] == want, (k, s, p)
+        assert list(symbolic) == want, (k, s, p)
 
 
 @pytest.mark.parametrize('impl', IMPLS)

@@ -119,3 +119,22 @@ def test_wrong_batch_shapes():
         preprocess.to_network_input(np.zeros((2, 3, 8, 8), np.uint8))
     with pytest.raises(TaggerError, match=r'\(N, 3, H, W\)'):
         preprocess.from_network_input(np.zeros((2, 8, 8, 4)))
+
+
+def test_load_crops_keeps_order_and_collects_bad_files(tmp_path):
+    rng = np.random.RandomState(1)
+    first = _save(tmp_path, 'a.png', Image.fromarray(
+        rng.randint(0, 255, (40, 50, 3), np.uint8)))
+    second = _save(tmp_path, 'b.jpg', Image.fromarray(
+        rng.randint(0, 255, (60, 40, 3), np.uint8)))
+    broken = tmp_path / 'broken.jpg'
+    broken.write_bytes(b'not an image')
+    missing = tmp_path / 'missing.png'
+    crops, good, bad = preprocess.load_crops(
+        [first, broken, second, missing], size=32)
+    assert good == [str(first), str(second)]
+    for crop, path in zip(crops, good):
+        assert np.array_equal(crop, preprocess.load_crop(path, size=32))
+    assert [p for p, _ in bad] == [str(broken), str(missing)]
+    for path, message in bad:
+        assert message.startswith(path + ': ') and '\n' not in message

@@ -81,12 +81,26 @@ def test_unknown_total_and_zero_total():
     assert out.getvalue().startswith('z: 0/0  100%')
 
 
-def test_broken_stream_is_not_fatal():
-    out = io.StringIO()
-    bar = Progress(2, 'b', stream=out)
-    out.close()
-    bar.update(2)
+class _BrokenPipe(io.StringIO):
+    writes = 0
+
+    def write(self, text):
+        self.writes += 1
+        raise BrokenPipeError(32, 'Broken pipe')
+
+
+@pytest.mark.parametrize('broken', ['closed', 'pipe'])
+def test_broken_stream_is_not_fatal(broken):
+    out = io.StringIO() if broken == 'closed' else _BrokenPipe()
+    bar = Progress(10, 'b', stream=out, clock=_Clock())
+    if broken == 'closed':
+        out.close()
+    bar.update(5)              # a tenth done: draws, fails, stops drawing
+    bar.update(5)
     bar.close()
+    assert bar.count == 10 and bar.closed and not bar.enabled
+    if broken == 'pipe':
+        assert out.writes == 1     # after the first failure it stops trying
 
 
 @pytest.mark.parametrize('seconds, text', [

@@ -101,25 +101,15 @@ def test_mask_ignores_padding_and_a_step_lowers_the_loss():
 
 def _write_features(path, per_class=20, rotations=2, seed=0):
     """A features file in the documented format, classes separable."""
-    import h5py
     from lasagne_tagger import features
     rng = np.random.RandomState(seed)
     labels = np.repeat(np.arange(3), per_class)
     feats = (np.eye(3, WIDTH)[labels][:, None, :] * 3
              + rng.randn(len(labels), rotations, WIDTH) * 0.3)
     splits = np.tile(np.r_[np.zeros(per_class - 5), np.ones(5)], 3)
-    with h5py.File(path, 'w') as h5:
-        h5.attrs.update({'format': features.FORMAT, 'format_version': 1,
-                         'layer': 'pool5/7x7_s1', 'source': 'test',
-                         'classes': json.dumps(list(TAXONOMY)),
-                         'split_names': json.dumps(['train', 'validation']),
-                         'rotations': rotations, 'store': 'none'})
-        h5['features'] = feats.astype('float32')
-        h5['labels'] = labels.astype('int32')
-        h5['splits'] = splits.astype('uint8')
-        h5['rows'] = np.arange(len(labels))
-        h5['done'] = np.ones(len(labels), 'uint8')
-    return path
+    return features.write_features(
+        str(path), feats, labels, splits, ['train', 'validation'],
+        TAXONOMY, 'pool5/7x7_s1', 'test')
 
 
 def test_training_end_to_end_and_checkpoint_round_trip(tmp_path):
@@ -150,10 +140,21 @@ def test_training_end_to_end_and_checkpoint_round_trip(tmp_path):
                                                     rel=1e-6)
 
 
-def test_wrong_feature_width_is_named(tmp_path):
-    decoder_dir = tmp_path
-    with pytest.raises(TaggerError, match='bad tagger sizes'):
+def test_bad_sizes_are_named():
+    with pytest.raises(TaggerError, match='bad tagger sizes: feature_size 0'):
         tagger.build_tagger(0, 10, 3, _config())
+
+
+@pytest.mark.parametrize('shape', [(2, WIDTH + 1), (WIDTH,), (2, 1, WIDTH)])
+def test_wrong_feature_width_is_named(random_net, shape):
+    net, vocab, max_len = random_net
+    dec = tagger.TagDecoder(net, vocab, max_len)
+    message = r'features of shape \(%s\); the tagger expects \(N, %d\)' % (
+        ', '.join(map(str, shape)) + (',' if len(shape) == 1 else ''), WIDTH)
+    for decode in (dec.greedy, dec.beam):
+        with pytest.raises(TaggerError, match=message):
+            decode(np.zeros(shape))
+    assert dec._greedy is None and dec._step is None    # refused up front
 
 
 def _numpy_lstm_step(P, x, c, h):
