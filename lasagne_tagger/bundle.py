@@ -136,14 +136,16 @@ PREPROCESSING = {
     'mean_bgr': list(BGR_MEAN),
     'scale': 1.0,
 }
-# Tolerances for float32 (justified in the module docstring and README):
+# Tolerances for float32 (justified in the module docstring and in
+# docs/reference-bundles.md):
 # float32 rounds at 6e-8 relative; a GoogLeNet layer sums up to 1728 terms
 # (3x3 over 192 channels), whose rounding grows like sqrt(terms) when two
 # implementations sum in different orders (1e-6 per layer), compounded over
 # 22 layers and the softmax, whose relative error is the logits' absolute
 # error.  Measured on the full network (random and trained weights): below
-# 1e-5 (README).  1e-4 leaves a 10x margin and still catches any real bug
-# (a wrong flip, pad, pool rule or gate order gives errors of order 1).
+# 1e-5 (docs/reference-bundles.md).  1e-4 leaves a 10x margin and still
+# catches any real bug (a wrong flip, pad, pool rule or gate order gives
+# errors of order 1).
 DEFAULT_RTOL = 1e-4
 # Only matters for an all-zero reference array (rms 0), e.g. a dead layer.
 DEFAULT_ATOL = 1e-6
