@@ -109,9 +109,13 @@ def test_evaluate_tags_single_and_composites(system):
 
 
 def test_tagger_with_wrong_feature_width_is_refused(system, tmp_path):
+    # a well-formed tagger trained on 77-d features (another CNN's), paired
+    # with this 128-d CNN: refused up front, naming both widths
     from lasagne_tagger import checkpoint
     arrays, meta = checkpoint.load_checkpoint(system['tagger'])
     meta['feature_width'] = 77
+    embed = arrays['image_embedding/W']
+    arrays['image_embedding/W'] = np.resize(embed, (77, embed.shape[1]))
     checkpoint.save_checkpoint(tmp_path / 't', arrays, meta)
     with pytest.raises(TaggerError, match="tagger expects 77-d features, "
                        "the CNN's .* gives 128"):
