@@ -11,7 +11,7 @@ RUNTIME = [
     'Theano==1.0.5',
     'Lasagne==0.1',
     'numpy==1.23.5',
-    # the BLAS every C module links (lasagne_tagger/blas.py says why)
+    # the BLAS every C module links (lasagne_tagger/runtime/blas.py says why)
     'scipy-openblas32==0.3.34.481.3',
     'scipy==1.15.3' + PY311,
     # note: conda-forge's newest scipy for Python 3.10 (environment.yml)
@@ -21,7 +21,8 @@ RUNTIME = [
     'h5py==3.16.0',
     'matplotlib==3.9.4',
     'contourpy==1.3.0',   # matplotlib's; newer ones require NumPy >= 1.25
-    'protobuf==7.36.2',   # reads Caffe models (lasagne_tagger/caffemodel.py)
+    'protobuf==7.36.2',   # reads Caffe models (lasagne_tagger/model/caffemodel.py)
+    'tqdm==4.70.1',       # progress bars (lasagne_tagger/runtime/progress.py)
 ]
 
 setup(
@@ -30,7 +31,7 @@ setup(
     description='Theano + Lasagne reproduction of a 2016 fashion tagger: '
                 'GoogLeNet fine-tuned on ACS feeding a Show-and-Tell LSTM.',
     packages=find_packages(include=['lasagne_tagger', 'lasagne_tagger.*']),
-    package_data={'lasagne_tagger': ['data/*']},
+    package_data={'lasagne_tagger.resources': ['*.txt', '*.json', '*.h']},
     python_requires='>=3.10,<3.12',
     install_requires=RUNTIME,
     extras_require={

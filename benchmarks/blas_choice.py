@@ -4,7 +4,7 @@ Runs ``blas_gemm.c`` (built here with gcc and OpenMP) once per library and
 round, the libraries in turn, so that each round sees the same machine:
 the 57 convolutions of the 224 px GoogLeNet at batch ``--batch``, forward
 GEMMs and the two gradient GEMMs, images over OpenMP threads and the BLAS
-single-threaded inside, as :class:`lasagne_tagger.conv_op.CorrGemm` runs
+single-threaded inside, as :class:`lasagne_tagger.ops.conv_op.CorrGemm` runs
 them.  Candidates:
 
 - the installed ``scipy-openblas32`` (what ``make install`` brings);
@@ -63,7 +63,7 @@ def opts_parser():
 def conv_shapes(path):
     """Write GoogLeNet's convolutions as ``name M K P`` lines."""
     sys.path.insert(0, os.path.dirname(HERE))
-    from lasagne_tagger.googlenet import build_model
+    from lasagne_tagger.model.googlenet import build_model
     with open(path, 'w') as fh:
         for name, layer in build_model().items():
             if hasattr(layer, 'filter_size'):
@@ -93,7 +93,7 @@ def downloaded(folder):
 
 def bundled():
     sys.path.insert(0, os.path.dirname(HERE))
-    from lasagne_tagger import blas
+    from lasagne_tagger.runtime import blas
     found, why = blas.find_bundled()
     if found is None:
         raise SystemExit(why)

@@ -54,7 +54,7 @@ def _train_rate(given):
 def main(argv=None):
     args = opts_parser().parse_args(argv)
     sys.path.insert(0, os.path.dirname(HERE))
-    from lasagne_tagger import datasets, store
+    from lasagne_tagger.data import datasets, store
     dataset = datasets.read_folder_dataset(args.photos)
     dataset.items = [i for i in dataset.items if i.split == 'train'][
         :args.images]

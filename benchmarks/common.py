@@ -17,7 +17,7 @@ def prepare_process():
     sys.path.insert(0, here)
     import run
     os.environ['THEANO_FLAGS'] = run.base_theano_flags()   # float32
-    from lasagne_tagger import allocator
+    from lasagne_tagger.runtime import allocator
     allocator.tune()      # as the package's own compiled functions run
     return here
 
@@ -27,7 +27,7 @@ def write_result(result, out):
     write it as JSON to ``out`` (folders created)."""
     sys.path.insert(0, os.path.dirname(os.path.dirname(
         os.path.abspath(__file__))))
-    import lasagne_tagger  # noqa: F401  (Theano's patches, before Theano)
+    import lasagne_tagger.runtime._theano  # noqa: F401  (prepares Theano first)
     import theano
     result.update(machine={'cpus': os.cpu_count(),
                            'processor': platform.processor(),

@@ -33,8 +33,9 @@ VARIANTS = (('serial', {'LASAGNE_TAGGER_NO_PARALLEL_COMPILE': '1',
 
 CHILD = r'''
 import json, os, time
-import lasagne_tagger
-from lasagne_tagger import finetune, tagger
+import lasagne_tagger.runtime._theano  # noqa: F401  (prepares Theano first)
+from lasagne_tagger.training import finetune
+from lasagne_tagger.tagging import tagger
 import theano
 out = {}
 t = time.time()

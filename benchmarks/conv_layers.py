@@ -41,7 +41,7 @@ def measure(batch, repeats, log=print):
     import numpy as np
     import theano
     import theano.tensor as T
-    from lasagne_tagger.conv_op import (
+    from lasagne_tagger.ops.conv_op import (
         UNFOLD_BYTES, CorrGemm, CorrGemmGradInputs, CorrGemmGradWeights)
     variants = {'blocks': UNFOLD_BYTES, 'whole': None}
     rng = np.random.RandomState(0)

@@ -1,7 +1,7 @@
 """Greedy tag decoding: the compiled scan against the slow reference.
 
-The scan (:func:`lasagne_tagger.tagger.compile_greedy`) carries the LSTM
-state from step to step; the reference (:func:`~lasagne_tagger.tagger.
+The scan (:func:`lasagne_tagger.tagging.tagger.compile_greedy`) carries the LSTM
+state from step to step; the reference (:func:`~lasagne_tagger.tagging.tagger.
 slow_greedy`, the Recipes way) reruns the whole network on the growing
 prefix.  Both decode the same feature rows at batch 1 and batch 100; the
 tags must be identical (checked) and the speeds are written to
@@ -40,8 +40,9 @@ def opts_parser():
 
 def _tagger(prefix):
     """``(net, vocab, max_len, description)``."""
-    from lasagne_tagger import datasets, tagger
-    from lasagne_tagger.vocabulary import Vocabulary
+    from lasagne_tagger.data import datasets
+    from lasagne_tagger.tagging import tagger
+    from lasagne_tagger.tagging.vocabulary import Vocabulary
     if prefix:
         decoder, meta = tagger.load_tagger(prefix)
         return decoder.net, decoder.vocab, decoder.max_len, \
@@ -66,8 +67,8 @@ def measure(prefix=None, batches=(1, 100), repeats=3, log=print):
     """Time both decoders; returns the results dict."""
     import numpy as np
     import theano
-    from lasagne_tagger import tagger
-    from lasagne_tagger.vocabulary import END_ID, PAD_ID
+    from lasagne_tagger.tagging import tagger
+    from lasagne_tagger.tagging.vocabulary import END_ID, PAD_ID
 
     net, vocab, max_len, what = _tagger(prefix)
     feature_size = net['image'].shape[1]
@@ -115,7 +116,7 @@ def main(argv=None):
     args = opts_parser().parse_args(argv)
     sys.path.insert(0, os.path.dirname(os.path.dirname(
         os.path.abspath(__file__))))
-    import lasagne_tagger  # noqa: F401  (compatibility patches first)
+    import lasagne_tagger.runtime._theano  # noqa: F401  (prepares Theano first)
     result = measure(args.tagger, [int(b) for b in args.batches.split(',')],
                      args.repeats)
     from common import write_result

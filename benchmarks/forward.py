@@ -20,8 +20,8 @@ CHILD = r'''
 import json, sys, time
 t0 = time.time()
 import numpy as np
-import lasagne_tagger
-from lasagne_tagger import googlenet, imagenet
+import lasagne_tagger.runtime._theano  # noqa: F401  (prepares Theano first)
+from lasagne_tagger.model import googlenet, imagenet
 import theano
 t_import = time.time() - t0
 net = googlenet.build_model()
@@ -74,7 +74,7 @@ def main(argv=None):
     args = opts_parser().parse_args(argv)
     sys.path.insert(0, os.path.dirname(os.path.dirname(
         os.path.abspath(__file__))))
-    from lasagne_tagger import blas
+    from lasagne_tagger.runtime import blas
     configs = [('numpy', '')]
     bundled, _ = blas.find_bundled()
     if bundled is not None:

@@ -29,9 +29,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 THEANO_CHILD = r'''
 import json, sys, time
 import numpy as np
-import lasagne_tagger
-from lasagne_tagger import (allocator, bundle, googlenet, imagenet,
-                            reference, tagger)
+import lasagne_tagger.runtime._theano  # noqa: F401  (prepares Theano first)
+from lasagne_tagger.runtime import allocator
+from lasagne_tagger.ports import bundle, reference
+from lasagne_tagger.model import googlenet, imagenet
+from lasagne_tagger.tagging import tagger
 import theano
 cfg = json.loads(sys.argv[1])
 # the package's malloc settings (compiling would apply them anyway), as on
@@ -59,7 +61,7 @@ for batch in cfg['batches']:
 if cfg['train']:
     # the fine-tuning step the project trains with (finetune.compile_
     # functions: 15-way head, dropout 0.4, L2, Nesterov momentum SGD)
-    from lasagne_tagger import finetune
+    from lasagne_tagger.training import finetune
     config = finetune.FinetuneConfig(from_scratch=True, dropout=0.4)
     tnet, _ = finetune.build_network(config, 15, 224)
     t = time.time()
@@ -100,7 +102,8 @@ PORT_CHILD = r'''
 import json, sys, time
 import numpy as np
 import torch
-from lasagne_tagger import allocator, bundle
+from lasagne_tagger.runtime import allocator
+from lasagne_tagger.ports import bundle
 from lasagne_tagger.ports import torch_port as p
 cfg = json.loads(sys.argv[1])
 # the same glibc malloc settings as the Theano side

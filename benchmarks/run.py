@@ -7,7 +7,7 @@ file (default ``benchmarks/results/all.json``):
 
 - ``forward``: GoogLeNet forward images/s at 224 px, batch 8 and 32, and
   the warm compile time of the forward function;
-- ``train``: the fine-tuning step (:func:`lasagne_tagger.finetune.
+- ``train``: the fine-tuning step (:func:`lasagne_tagger.training.finetune.
   compile_functions`: Nesterov SGD, L2, dropout) images/s at 224 px, batch
   8 and 32, and its warm compile time;
 - ``compile_cold``: the training and greedy-decoding functions compiled in
@@ -15,9 +15,9 @@ file (default ``benchmarks/results/all.json``):
 - ``startup``: ``lasagne-tagger imagenet-tags`` on one photo, warm (the
   compile cache filled by a first run): wall time of the whole command, and
   its phases (imports, loading the weights, compiling, classifying);
-- ``prepare``: :func:`lasagne_tagger.store.prepare` images/s on real photos
+- ``prepare``: :func:`lasagne_tagger.data.store.prepare` images/s on real photos
   (the first ``--prepare-images`` of ``--photos``) at 224 px;
-- ``extract``: :func:`lasagne_tagger.features.extract_features` images/s at
+- ``extract``: :func:`lasagne_tagger.tagging.features.extract_features` images/s at
   224 px from a full-width (random-weight) classifier checkpoint;
 - ``decode``: greedy tags/s, the compiled scan vs the slow reference, batch
   1 and 100 (``benchmarks/decode.py``);
@@ -30,7 +30,7 @@ file (default ``benchmarks/results/all.json``):
     python benchmarks/run.py [--only forward,train] [--repeats 3]
 
 ``BENCHMARK_LAYERS=lasagne`` in the environment measures the network with
-Lasagne 0.1's own convolution and LRN layers (see :func:`select_layers`).
+Lasagne 0.1's own convolution and LRN graphs (see :func:`layer_options`).
 Every child uses the same ``THEANO_FLAGS`` (``floatX=float32`` unless the
 environment sets ``floatX``: the precision a port is checked at, and the
 one the 2016 system trained in on its GPU).
@@ -54,7 +54,8 @@ import json, os, sys, time
 sys.path.insert(0, ROOT)
 sys.path.insert(0, HERE)
 import resource, run
-run.select_layers(os.environ.get('BENCHMARK_LAYERS', 'ours'))
+ARGS['layer_options'] = run.layer_options(
+    os.environ.get('BENCHMARK_LAYERS', 'ours'))
 res = getattr(run, 'child_' + NAME)(ARGS)
 res['peak_rss_mb'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 res['effective_theano_flags'] = os.environ.get('THEANO_FLAGS', '')
@@ -62,52 +63,30 @@ print('RESULT ' + json.dumps(res))
 '''
 
 
-def select_layers(which):
-    """``'ours'``: the package's GoogLeNet as it ships; ``'lasagne'``:
-    with Lasagne 0.1's own ``Conv2DLayer`` and LRN layer instead of
-    :mod:`lasagne_tagger.layers` (same maths, the graphs before issue 7), to
-    measure what those layers contribute (``BENCHMARK_LAYERS=lasagne`` in
-    a ``benchmarks/flags.py`` setting); ``'corrmm'``: ours with Theano's
-    ``CorrMM`` convolutions instead of :mod:`lasagne_tagger.conv_op`;
-    ``'graph-bias-relu'``: ours with
-    Theano's bias addition and rectifier instead of
-    :mod:`lasagne_tagger.bias_relu_op`; ``'join'``: ours with Lasagne's
-    ``ConcatLayer`` (a ``BiasReLU`` per branch and Theano's ``Join``);
-    ``'unblocked'``: ours with every image unfolded whole
-    (``conv_op.UNFOLD_BYTES = None``)."""
-    if which == 'ours':
-        return
-    from lasagne_tagger import layers
-    if which == 'unblocked':
-        from lasagne_tagger import conv_op
-        conv_op.UNFOLD_BYTES = None
-        return
-    if which == 'join':
-        def lasagne_concat():
-            import lasagne
-            return lasagne.layers.ConcatLayer
-        layers._concat_class = lasagne_concat
-        return
-    # ours with one CPU op switched off: (name, the method deciding it)
-    without = {'corrmm': '_gemm_pad', 'graph-bias-relu': '_fused_bias_relu'}
-    if which in without:
-        conv = type('Conv2DLayer', (layers._conv_class(),),
-                    {without[which]: lambda self: None})
-        layers._conv_class = lambda: conv
-        return
-    if which != 'lasagne':
-        raise SystemExit('BENCHMARK_LAYERS must be one of ours, lasagne, '
-                         'join, unblocked, %s;'
-                         ' got %r' % (', '.join(without), which))
-
-    def lasagne_conv():
-        import lasagne
-        return lasagne.layers.Conv2DLayer
-
-    def lasagne_lrn():
-        import lasagne
-        return lasagne.layers.LocalResponseNormalization2DLayer
-    layers._conv_class, layers._lrn_class = lasagne_conv, lasagne_lrn
+def layer_options(which):
+    """The ``layer_options`` of :func:`lasagne_tagger.model.googlenet.
+    build_model` that build variant ``which`` of the network: ``'ours'``
+    the package's GoogLeNet as it ships; ``'lasagne'`` Lasagne 0.1's own
+    convolution and LRN graphs (same maths, the graphs before issue 7), to
+    measure what our layers contribute (``BENCHMARK_LAYERS=lasagne`` in a
+    ``benchmarks/flags.py`` setting); ``'corrmm'`` ours with Theano's
+    ``CorrMM`` convolutions instead of :mod:`lasagne_tagger.ops.conv_op`;
+    ``'graph-bias-relu'`` ours with Theano's bias addition and rectifier
+    instead of :mod:`lasagne_tagger.ops.bias_relu_op`; ``'join'`` ours with
+    Lasagne's concatenation (a ``BiasReLU`` per branch and Theano's
+    ``Join``); ``'unblocked'`` ours with every image unfolded whole."""
+    table = {
+        'ours': {},
+        'lasagne': {'conv': {'impl': 'lasagne'}, 'lrn': {'impl': 'lasagne'}},
+        'corrmm': {'conv': {'impl': 'graph'}},
+        'graph-bias-relu': {'conv': {'bias_relu': 'graph'}},
+        'join': {'concat': {'impl': 'graph'}},
+        'unblocked': {'conv': {'unfold_bytes': None}},
+    }
+    if which not in table:
+        raise SystemExit('BENCHMARK_LAYERS must be one of %s; got %r'
+                         % (', '.join(table), which))
+    return table[which]
 
 
 def _median(values):
@@ -127,10 +106,10 @@ def _timed(fn, repeats):
 
 def child_forward(args):
     import numpy as np
-    import lasagne_tagger  # noqa: F401
+    import lasagne_tagger.runtime._theano  # noqa: F401  (prepares Theano first)
     import theano
-    from lasagne_tagger import googlenet, imagenet
-    net = googlenet.build_model()
+    from lasagne_tagger.model import googlenet, imagenet
+    net = googlenet.build_model(layer_options=args['layer_options'])
     t = time.perf_counter()
     f = imagenet.compile_forward(net, ('pool5/7x7_s1', 'prob'))
     res = {'compile_s': time.perf_counter() - t}
@@ -142,11 +121,12 @@ def child_forward(args):
     return res
 
 
-def _train_fn(config_kwargs=None):
-    from lasagne_tagger import finetune
+def _train_fn(layer_options, config_kwargs=None):
+    from lasagne_tagger.training import finetune
     config = finetune.FinetuneConfig(from_scratch=True, dropout=0.4,
                                      **(config_kwargs or {}))
-    net, _ = finetune.build_network(config, 15, 224)
+    net, _ = finetune.build_network(config, 15, 224,
+                                    layer_options=layer_options)
     t = time.perf_counter()
     train_fn = finetune.compile_functions(net, config)[0]
     return train_fn, time.perf_counter() - t
@@ -154,9 +134,9 @@ def _train_fn(config_kwargs=None):
 
 def child_train(args):
     import numpy as np
-    import lasagne_tagger  # noqa: F401
+    import lasagne_tagger.runtime._theano  # noqa: F401  (prepares Theano first)
     import theano
-    train_fn, compile_s = _train_fn()
+    train_fn, compile_s = _train_fn(args['layer_options'])
     res = {'compile_s': compile_s}
     rng = np.random.RandomState(0)
     for batch in (8, 32):
@@ -170,12 +150,12 @@ def child_train(args):
 def child_compile(args):
     """Compile the training and decoding functions (cold or warm: the
     compiledir decides)."""
-    import lasagne_tagger  # noqa: F401
-    from lasagne_tagger import tagger
+    import lasagne_tagger.runtime._theano  # noqa: F401  (prepares Theano first)
+    from lasagne_tagger.tagging import tagger
     t0 = time.perf_counter()
     import theano  # noqa: F401
     res = {'import_s': time.perf_counter() - t0}
-    res['train_s'] = _train_fn()[1]
+    res['train_s'] = _train_fn(args['layer_options'])[1]
     net = tagger.build_tagger(1024, 30, 6, tagger.TaggerConfig())
     t = time.perf_counter()
     tagger.compile_greedy(net, 6)
@@ -184,7 +164,7 @@ def child_compile(args):
 
 
 def child_prepare(args):
-    from lasagne_tagger import datasets, store
+    from lasagne_tagger.data import datasets, store
     dataset = _subset(datasets.read_folder_dataset(args['photos']),
                       args['prepare_images'])
     with tempfile.TemporaryDirectory() as d:
@@ -196,7 +176,7 @@ def child_prepare(args):
 
 def _subset(dataset, n):
     """The first ``n`` items of every class of the train split."""
-    from lasagne_tagger.datasets import Dataset
+    from lasagne_tagger.data.datasets import Dataset
     per_class = max(1, n // len(dataset.classes))
     seen, items = {}, []
     for item in dataset.split('train'):
@@ -207,8 +187,10 @@ def _subset(dataset, n):
 
 
 def child_extract(args):
-    import lasagne_tagger  # noqa: F401
-    from lasagne_tagger import checkpoint, datasets, features, finetune, store
+    import lasagne_tagger.runtime._theano  # noqa: F401  (prepares Theano first)
+    from lasagne_tagger.training import checkpoint, finetune
+    from lasagne_tagger.data import datasets, store
+    from lasagne_tagger.tagging import features
     from lasagne_tagger.config import config_to_dict
     dataset = _subset(datasets.read_folder_dataset(args['photos']),
                       args['extract_images'])
@@ -236,8 +218,8 @@ def child_extract(args):
 STARTUP_PHASES = r'''
 import json, sys, time
 t0 = time.perf_counter()
-import lasagne_tagger, theano, lasagne  # noqa: F401
-from lasagne_tagger import imagenet
+import lasagne_tagger.runtime._theano, theano, lasagne  # noqa: F401
+from lasagne_tagger.model import imagenet
 t1 = time.perf_counter()
 net, synsets = imagenet.load_imagenet_model(sys.argv[1])
 t2 = time.perf_counter()
@@ -265,7 +247,7 @@ def child_startup(args):
     sys.path.insert(0, os.path.join(ROOT, 'tests'))
     import numpy_reference
     import py2pickle
-    from lasagne_tagger import datasets
+    from lasagne_tagger.data import datasets
     photo = datasets.read_folder_dataset(args['photos']).items[0].path
     cli = os.path.join(os.path.dirname(sys.executable), 'lasagne-tagger')
     with tempfile.TemporaryDirectory() as d:
@@ -298,7 +280,7 @@ def child_startup(args):
 
 
 def child_decode(args):
-    import lasagne_tagger  # noqa: F401
+    import lasagne_tagger.runtime._theano  # noqa: F401  (prepares Theano first)
     import decode
     return decode.measure(None, (1, 100), args['repeats'], log=lambda s: None)
 

@@ -48,8 +48,11 @@ CHILD = r'''
 import json, sys, time
 sys.path.insert(0, ROOT)
 import numpy as np
-import lasagne_tagger
-from lasagne_tagger import allocator, finetune, googlenet, imagenet, tagger
+import lasagne_tagger.runtime._theano  # noqa: F401  (prepares Theano first)
+from lasagne_tagger.runtime import allocator
+from lasagne_tagger.training import finetune
+from lasagne_tagger.model import googlenet, imagenet
+from lasagne_tagger.tagging import tagger
 import theano
 allocator.tune()
 fx = theano.config.floatX

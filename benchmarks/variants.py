@@ -1,21 +1,22 @@
 """Two builds of the project's GoogLeNet, same maths, timed interleaved.
 
 ``--compare pool``: max pooling as the C op against the ``switch`` graph
-(``pool_impl='op'`` / ``'graph'``, :mod:`lasagne_tagger.pooling`).
+(``layer_options={'pool': {'impl': 'op' / 'graph'}}``,
+:mod:`lasagne_tagger.model.pooling`).
 ``--compare layers``: our convolution and LRN layers
-(:mod:`lasagne_tagger.layers`) against Lasagne 0.1's own.
-``--compare conv``: convolutions as :mod:`lasagne_tagger.conv_op` against
+(:mod:`lasagne_tagger.model.layers`) against Lasagne 0.1's own.
+``--compare conv``: convolutions as :mod:`lasagne_tagger.ops.conv_op` against
 Theano's ``CorrMM``.
 ``--compare bias_relu``: biases and rectifiers as
-:mod:`lasagne_tagger.bias_relu_op` against Theano's graph.
+:mod:`lasagne_tagger.ops.bias_relu_op` against Theano's graph.
 ``--compare unfold``: large images unfolded in blocks of rows
-(:data:`lasagne_tagger.conv_op.UNFOLD_BYTES`) against whole.
+(:data:`lasagne_tagger.ops.conv_op.UNFOLD_BYTES`) against whole.
 ``--compare concat``: inception outputs rectified straight into the
-concatenation (:func:`lasagne_tagger.layers.ConcatLayer`) against a
+concatenation (:func:`lasagne_tagger.model.layers.ConcatLayer`) against a
 ``BiasReLU`` per branch and Theano's ``Join``.
 ``--compare epilogue``: a layer's bias and rectifier inside the
 convolution's loop in the compiled forward graph
-(:func:`lasagne_tagger.conv_op.fuse_bias_relu`) against a ``BiasReLU``.
+(:func:`lasagne_tagger.ops.conv_op.fuse_bias_relu`) against a ``BiasReLU``.
 
 Compiles a forward pass and an SGD training step (learning rate 0, so the
 weights stay equal) for each, checks they compute the same outputs, and
@@ -48,7 +49,8 @@ def opts_parser():
     return p
 
 
-# {comparison: {variant: (pool_impl, layers[, excluded optimization])}};
+# {comparison: {variant: (pool impl, run.layer_options name[, excluded
+# optimization])}};
 # the first variant is the one that ships, ``speedup`` is its speed over
 # the second's.
 VARIANTS = {
@@ -70,29 +72,23 @@ def _compile(variant, image_size, width):
     import theano
     import theano.tensor as T
     import run
-    from lasagne_tagger import conv_op, googlenet, layers
+    from lasagne_tagger.model import googlenet
     pool_impl, which_layers = variant[:2]
     mode = theano.compile.mode.get_default_mode()
     if len(variant) > 2:
         mode = mode.excluding(variant[2])
-    saved = layers._conv_class, layers._lrn_class, layers._concat_class
-    unfold_bytes = conv_op.UNFOLD_BYTES
-    try:
-        run.select_layers(which_layers)
-        x, y = T.tensor4('x'), T.ivector('y')
-        net = googlenet.build_model(x, image_size=image_size, width=width,
-                                    num_classes=10, pool_impl=pool_impl)
-        # get_output builds the ops (unfold_bytes is read there)
-        lasagne.random.get_rng().seed(1)
-        params = lasagne.layers.get_all_params(net['prob'], trainable=True)
-        rng = np.random.RandomState(0)
-        for p in params:                    # the same weights for both
-            v = p.get_value()
-            p.set_value((rng.randn(*v.shape) * 0.05).astype(v.dtype))
-        prob = lasagne.layers.get_output(net['prob'])
-    finally:
-        layers._conv_class, layers._lrn_class, layers._concat_class = saved
-        conv_op.UNFOLD_BYTES = unfold_bytes
+    options = dict(run.layer_options(which_layers))
+    options['pool'] = dict(options.get('pool', {}), impl=pool_impl)
+    x, y = T.tensor4('x'), T.ivector('y')
+    net = googlenet.build_model(x, image_size=image_size, width=width,
+                                num_classes=10, layer_options=options)
+    lasagne.random.get_rng().seed(1)
+    params = lasagne.layers.get_all_params(net['prob'], trainable=True)
+    rng = np.random.RandomState(0)
+    for p in params:                    # the same weights for both
+        v = p.get_value()
+        p.set_value((rng.randn(*v.shape) * 0.05).astype(v.dtype))
+    prob = lasagne.layers.get_output(net['prob'])
     loss = T.nnet.categorical_crossentropy(prob, y).mean()
     t = time.perf_counter()
     forward = theano.function([x], prob, mode=mode)

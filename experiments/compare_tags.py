@@ -6,7 +6,7 @@ section's ``"split"`` and ``"n_composites"`` two-garment composites built
 from them, and tags each twice: with the fine-tuned CNN + LSTM tagger of
 ``tagger_experiment.py`` (at the store's crop size), and with the
 model-zoo ImageNet GoogLeNet (224 px crops of the same files; the tags its
-top-k synsets name, see :mod:`lasagne_tagger.experiments`).  Both are scored
+top-k synsets name, see :mod:`lasagne_tagger.reporting.experiments`).  Both are scored
 against the taxonomy tags with the same precision/recall/F1.  Writes to OUT
 ``results.json``, ``compare.png`` and ``examples/*.png``.
 
@@ -48,13 +48,14 @@ def opts_parser():
 def _imagenet_side(path, crops224, top, batch_size, progress):
     """Top-k synsets of every 224 px crop."""
     import numpy as np
-    from lasagne_tagger import imagenet, preprocess
-    from lasagne_tagger.progress import Progress
+    from lasagne_tagger.model import imagenet
+    from lasagne_tagger.data import preprocess
+    from lasagne_tagger.runtime.progress import progress_bar
 
     net, synsets = imagenet.load_imagenet_model(path)
     forward = imagenet.compile_forward(net)
     tops = []
-    bar = Progress(len(crops224), 'imagenet', enabled=progress, unit='img')
+    bar = progress_bar(len(crops224), 'imagenet', enabled=progress, unit='img')
     for start in range(0, len(crops224), batch_size):
         batch = preprocess.to_network_input(
             np.asarray(crops224[start:start + batch_size]))
@@ -83,13 +84,14 @@ def run(config_path, out=None, work=None, weights=None, progress=True,
     """
     here = os.path.dirname(os.path.abspath(__file__))
     sys.path.insert(0, os.path.dirname(here))
-    import lasagne_tagger  # noqa: F401  (compatibility patches first)
+    import lasagne_tagger.runtime._theano  # noqa: F401  (prepares Theano first)
     import numpy as np
-    from lasagne_tagger import composites, datasets, metrics, preprocess
-    from lasagne_tagger import experiments as ex
-    from lasagne_tagger import store as store_mod
+    from lasagne_tagger.data import composites, datasets, preprocess
+    from lasagne_tagger.evaluation import metrics
+    from lasagne_tagger.reporting import experiments as ex
+    from lasagne_tagger.data import store as store_mod
     from lasagne_tagger.errors import TaggerError
-    from lasagne_tagger.tagging import Pipeline
+    from lasagne_tagger.tagging.pipeline import Pipeline
 
     t0 = time.time()
     config = ex.load_experiment(config_path)
@@ -232,7 +234,7 @@ def _top1(predicted, truth):
 
 def _synset_top1(tops, truth, tags):
     """Fraction of images whose top-1 synset names a true tag."""
-    from lasagne_tagger.experiments import synset_tags
+    from lasagne_tagger.reporting.experiments import synset_tags
     hits = [bool(set(synset_tags(tp[0][0], tags)) & t)
             for tp, t in zip(tops, truth)]
     return sum(hits) / float(len(hits)) if hits else None
@@ -243,7 +245,7 @@ def main(argv=None):
     args = opts_parser().parse_args(argv)
     sys.path.insert(0, os.path.dirname(os.path.dirname(
         os.path.abspath(__file__))))
-    from lasagne_tagger.experiments import run_script
+    from lasagne_tagger.reporting.experiments import run_script
     return run_script(run, args.config, args.out, args.work, args.weights,
                       progress=not args.quiet)
 

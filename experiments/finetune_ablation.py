@@ -71,8 +71,10 @@ def variant_table(exp, source):
 def run(config_path, out, work, variants, overrides=(), progress=True):
     sys.path.insert(0, os.path.dirname(os.path.dirname(
         os.path.abspath(__file__))))
-    from lasagne_tagger import datasets, finetune, metrics, plots, store
-    from lasagne_tagger import experiments as ex
+    from lasagne_tagger.data import datasets, store
+    from lasagne_tagger.training import finetune
+    from lasagne_tagger.evaluation import metrics, plots
+    from lasagne_tagger.reporting import experiments as ex
     from lasagne_tagger.config import load_config
     from lasagne_tagger.errors import TaggerError
 
@@ -157,7 +159,7 @@ def main(argv=None):
     work = args.work or os.path.join(os.path.dirname(here), 'runs',
                                      'experiments', name)
     sys.path.insert(0, os.path.dirname(here))
-    from lasagne_tagger.experiments import run_script
+    from lasagne_tagger.reporting.experiments import run_script
     return run_script(run, args.config, out, work,
                       args.variants.split(',') if args.variants else None,
                       args.set, progress=not args.quiet)

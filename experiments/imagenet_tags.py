@@ -8,7 +8,7 @@ every class of the data's ``"split"``, plus two-garment composites of the
 class ``"pairs"`` (e.g. suit + T-shirt on ACS), and writes to OUT
 ``results.json`` (each photo's top-k synsets, which of its clothing tags
 they name, summary rates) and ``photos/*.jpg`` (the 224 px crops, small).
-How a synset "names" a tag: :mod:`lasagne_tagger.experiments`.
+How a synset "names" a tag: :mod:`lasagne_tagger.reporting.experiments`.
 
 Needs ``pretrained/blvc_googlenet.pkl`` (``lasagne-tagger fetch-weights``);
 without it, ``results.json`` says "not run" and why, and the script exits 0.
@@ -46,7 +46,7 @@ def opts_parser():
 def _photos(config, section, taxonomy):
     """``[(path, class name or None), ...]``: the listed photos, then the
     first ``per_class`` of each class of ``split``."""
-    from lasagne_tagger import experiments as ex
+    from lasagne_tagger.reporting import experiments as ex
     from lasagne_tagger.errors import TaggerError
 
     chosen = []
@@ -96,9 +96,9 @@ def run(config_path, out=None, weights=None, progress=True, log=print):
     """
     here = os.path.dirname(os.path.abspath(__file__))
     sys.path.insert(0, os.path.dirname(here))
-    import lasagne_tagger  # noqa: F401  (compatibility patches first)
-    from lasagne_tagger import datasets
-    from lasagne_tagger import experiments as ex
+    import lasagne_tagger.runtime._theano  # noqa: F401  (prepares Theano first)
+    from lasagne_tagger.data import datasets
+    from lasagne_tagger.reporting import experiments as ex
     from lasagne_tagger.errors import TaggerError
 
     t0 = time.time()
@@ -120,8 +120,9 @@ def run(config_path, out=None, weights=None, progress=True, log=print):
         log('%s; wrote %s' % (ex.NOT_RUN_WEIGHTS, results_path))
         return base
 
-    from lasagne_tagger import composites, imagenet, preprocess
-    from lasagne_tagger.progress import Progress
+    from lasagne_tagger.data import composites, preprocess
+    from lasagne_tagger.model import imagenet
+    from lasagne_tagger.runtime.progress import progress_bar
     import numpy as np
 
     taxonomy = datasets.load_taxonomy(config.taxonomy())
@@ -167,7 +168,7 @@ def run(config_path, out=None, weights=None, progress=True, log=print):
     net, synsets = imagenet.load_imagenet_model(path)
     forward = imagenet.compile_forward(net)
     batch_size = int(section.get('batch_size', 8))
-    bar = Progress(len(crops), 'imagenet', enabled=progress, unit='img')
+    bar = progress_bar(len(crops), 'imagenet', enabled=progress, unit='img')
     tops = []
     for start in range(0, len(crops), batch_size):
         batch = preprocess.to_network_input(
@@ -235,7 +236,7 @@ def main(argv=None):
     args = opts_parser().parse_args(argv)
     sys.path.insert(0, os.path.dirname(os.path.dirname(
         os.path.abspath(__file__))))
-    from lasagne_tagger.experiments import run_script
+    from lasagne_tagger.reporting.experiments import run_script
     return run_script(run, args.config, args.out, args.weights,
                       progress=not args.quiet)
 

@@ -95,8 +95,8 @@ def table_markdown(rows, variant, aim):
 def run(search_path, out=None, work=None, probes=None, progress=True):
     """Run (or read back) the probes and write the table; returns rows."""
     sys.path.insert(0, os.path.dirname(HERE))
-    import lasagne_tagger  # noqa: F401  (compatibility patches first)
-    from lasagne_tagger import experiments as ex
+    import lasagne_tagger.runtime._theano  # noqa: F401  (prepares Theano first)
+    from lasagne_tagger.reporting import experiments as ex
     from lasagne_tagger.errors import TaggerError
 
     search = ex.read_json(search_path)
@@ -146,7 +146,7 @@ def main(argv=None):
     """Command-line entry point; a TaggerError is one ``error:`` line."""
     args = opts_parser().parse_args(argv)
     sys.path.insert(0, os.path.dirname(HERE))
-    from lasagne_tagger.experiments import run_script
+    from lasagne_tagger.reporting.experiments import run_script
     return run_script(run, args.search, args.out, args.work,
                       args.probes.split(',') if args.probes else None,
                       progress=not args.quiet)

@@ -6,7 +6,7 @@ Takes the best CNN checkpoint of one ``finetune_ablation.py`` variant
 features (with the four rotations), trains the LSTM tagger for the
 configured iterations, and measures the tags on the test split's single
 garments and on two-garment composites built from them
-(:func:`lasagne_tagger.tagging.run_tagger_stage`).  Writes to OUT:
+(:func:`lasagne_tagger.tagging.pipeline.run_tagger_stage`).  Writes to OUT:
 ``results.json`` (the tag-accuracy curve, when it stabilises, tag
 precision/recall/F1 micro and macro and exact match on single garments and
 on composites, example predictions), ``tag_accuracy.png``,
@@ -59,7 +59,7 @@ def opts_parser():
 def _settings(config, section, overrides):
     """The TaggerConfig settings of the section plus overrides, checked."""
     import dataclasses
-    from lasagne_tagger import tagger
+    from lasagne_tagger.tagging import tagger
     from lasagne_tagger.config import load_config
     from lasagne_tagger.errors import TaggerError
 
@@ -100,11 +100,11 @@ def run(config_path, out=None, work=None, overrides=(), progress=True,
     """
     here = os.path.dirname(os.path.abspath(__file__))
     sys.path.insert(0, os.path.dirname(here))
-    import lasagne_tagger  # noqa: F401  (compatibility patches first)
-    from lasagne_tagger import experiments as ex
+    import lasagne_tagger.runtime._theano  # noqa: F401  (prepares Theano first)
+    from lasagne_tagger.reporting import experiments as ex
     from lasagne_tagger.errors import TaggerError
-    from lasagne_tagger.results_report import tag_curve_summary
-    from lasagne_tagger.tagging import run_tagger_stage
+    from lasagne_tagger.reporting.results_report import tag_curve_summary
+    from lasagne_tagger.tagging.pipeline import run_tagger_stage
 
     t0 = time.time()
     config = ex.load_experiment(config_path)
@@ -161,7 +161,7 @@ def run(config_path, out=None, work=None, overrides=(), progress=True,
                         os.path.join(out, item['image']))
     history = result['history']
     curve = tag_curve_summary(history)
-    from lasagne_tagger import checkpoint
+    from lasagne_tagger.training import checkpoint
     _, meta = checkpoint.load_checkpoint(os.path.join(stage, 'tagger',
                                                       'best'))
     summary = {
@@ -211,7 +211,7 @@ def main(argv=None):
     args = opts_parser().parse_args(argv)
     sys.path.insert(0, os.path.dirname(os.path.dirname(
         os.path.abspath(__file__))))
-    from lasagne_tagger.experiments import run_script
+    from lasagne_tagger.reporting.experiments import run_script
     return run_script(run, args.config, args.out, args.work, args.set or (),
                       progress=not args.quiet)
 

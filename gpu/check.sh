@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The one-shot GPU check (make gpu-check), for a GPU machine without network
 # or conda: it builds what it needs from what gpu/pack.sh carried
-# (GPU_CARRY, default .gpu-carry), then runs lasagne_tagger.gpu_check on the
+# (GPU_CARRY, default .gpu-carry), then runs lasagne_tagger.ports.gpu_check on the
 # CPU and on device=cuda and compares the two.  Everything goes to OUT
 # (default runs/gpu-check): gpu-check.log, cpu/ and cuda/ (bundles, the
 # fine-tuning step, device.json), report.json; the last line printed is the
@@ -77,15 +77,15 @@ pygpu() {
     (cd / && "$vpy" -c 'import pygpu; print("pygpu", pygpu.__version__)')
 }
 links() {
-    PYTHONPATH=$repo "$vpy" -m lasagne_tagger.gpu_check links "$work/cuda-links"
+    PYTHONPATH=$repo "$vpy" -m lasagne_tagger.ports.gpu_check links "$work/cuda-links"
 }
 export PYTHONPATH=$repo
 export HOME=$work/home
 mkdir -p "$HOME"
 check() {
-    "$vpy" -m lasagne_tagger.gpu_check run --device cpu --out "$out/cpu" \
+    "$vpy" -m lasagne_tagger.ports.gpu_check run --device cpu --out "$out/cpu" \
         --image-size "$size" --width "$width" &&
-    "$vpy" -m lasagne_tagger.gpu_check run --device cuda --out "$out/cuda" \
+    "$vpy" -m lasagne_tagger.ports.gpu_check run --device cuda --out "$out/cuda" \
         --image-size "$size" --width "$width"
 }
 
@@ -96,13 +96,13 @@ step "build pygpu 0.7.6 (Cython)" pygpu
 if [ -n "${GPU_CHECK_DRY:-}" ]; then
     # a machine without a GPU: everything but the GPU (what the tests and
     # a rehearsal before the lease can check)
-    step "run on the CPU (dry run: no GPU)" "$vpy" -m lasagne_tagger.gpu_check \
+    step "run on the CPU (dry run: no GPU)" "$vpy" -m lasagne_tagger.ports.gpu_check \
         run --device cpu --out "$out/cpu" --image-size "$size" --width "$width"
     echo "gpu-check: DRY RUN: builds and the CPU run ok; no GPU compared" | tee -a "$log"
     exit 0
 fi
 step "link the CUDA libraries" links
 step "run on the CPU and on the GPU" check
-"$vpy" -m lasagne_tagger.gpu_check compare "$out/cpu" "$out/cuda" \
+"$vpy" -m lasagne_tagger.ports.gpu_check compare "$out/cpu" "$out/cuda" \
     --json "$out/report.json" | tee -a "$log"
 exit "${PIPESTATUS[0]}"

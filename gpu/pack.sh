@@ -56,7 +56,7 @@ download() {
 download numpy==1.23.5 h5py==3.16.0 pillow==13.0.0 six==1.16.0 \
     scipy-openblas32==0.3.34.481.3 \
     pip==24.3.1 setuptools==75.8.0 wheel==0.45.1 Cython==0.29.37 \
-    Mako==1.3.8 MarkupSafe==3.0.2
+    Mako==1.3.8 MarkupSafe==3.0.2 tqdm==4.70.1
 "$python" -m pip wheel -q --no-deps -w "$carry/wheels" Theano==1.0.5 Lasagne==0.1
 cp "$vendor/libgpuarray-0.7.6.tar.gz" "$carry/vendor/"
 

@@ -19,7 +19,7 @@ __all__ = ['main', 'build_parser']
 
 
 def _cmd_fetch_weights(args):
-    from . import weights
+    from .model import weights
     if args.from_file:
         result = weights.install_from(args.from_file, args.dest,
                                       sha1=args.sha1, sha256=args.sha256)
@@ -51,7 +51,7 @@ def _finish_batch(args, results, bad, as_json, as_text):
 
 
 def _cmd_imagenet_tags(args):
-    from . import imagenet, weights
+    from .model import imagenet, weights
     path = args.weights or weights.default_weights_path()
     if weights.find_weights(path) is None:
         # Never silently use random weights.
@@ -90,7 +90,7 @@ def _refuse_existing(path, args, what, also=()):
 
 
 def _cmd_prepare(args):
-    from . import datasets, store
+    from .data import datasets, store
     _refuse_existing(args.out, args, 'store')
     if args.acs:
         dataset = datasets.read_acs(args.root, missing=args.missing)
@@ -106,7 +106,7 @@ def _cmd_prepare(args):
 
 
 def _cmd_train(args):
-    from . import finetune
+    from .training import finetune
     from .config import load_config
     overrides = list(args.set or [])
     if args.store:
@@ -120,14 +120,14 @@ def _cmd_train(args):
     finetune.train(config, args.out, resume=args.resume,
                    overwrite=args.overwrite, progress=not args.quiet)
     if not args.no_plots:
-        from . import plots
+        from .evaluation import plots
         for path in plots.plot_run(args.out):
             print('wrote %s' % path)
     return 0
 
 
 def _cmd_evaluate(args):
-    from . import finetune
+    from .training import finetune
     report = finetune.evaluate(args.checkpoint, args.store, args.split,
                                batch_size=args.batch_size)
     if args.json:
@@ -143,14 +143,14 @@ def _cmd_evaluate(args):
 
 
 def _cmd_plot(args):
-    from . import plots
+    from .evaluation import plots
     for path in plots.plot_run(args.run):
         print('wrote %s' % path)
     return 0
 
 
 def _cmd_extract(args):
-    from .features import extract_features, partial_path
+    from .tagging.features import extract_features, partial_path
     _refuse_existing(args.out, args, 'features file',
                      also=(partial_path(args.out),))
     if args.resume and os.path.exists(args.out):
@@ -166,7 +166,7 @@ def _cmd_extract(args):
 
 
 def _cmd_train_tagger(args):
-    from . import tagger
+    from .tagging import tagger
     from .config import load_config
     overrides = list(args.set or [])
     for key in ('features', 'taxonomy'):
@@ -179,7 +179,7 @@ def _cmd_train_tagger(args):
     history = tagger.train_tagger(config, args.out, resume=args.resume,
                                   overwrite=args.overwrite,
                                   progress=not args.quiet)
-    from . import plots
+    from .evaluation import plots
     plots.plot_tag_accuracy([h['iteration'] for h in history],
                             [h['val_tag_accuracy'] for h in history],
                             os.path.join(args.out, 'tag_accuracy.png'))
@@ -187,7 +187,7 @@ def _cmd_train_tagger(args):
 
 
 def _cmd_tag(args):
-    from .tagging import Pipeline, render_tags
+    from .tagging.pipeline import Pipeline, render_tags
     pipeline = Pipeline(args.cnn, args.tagger)
     results, bad = pipeline.tag_files(args.photos, beam=args.beam,
                                       upscale=args.upscale)
@@ -212,7 +212,7 @@ def _cmd_demo(args):
 
 
 def _cmd_report(args):
-    from .results_report import write_report
+    from .reporting.results_report import write_report
     html_path, md_path, rows = write_report(args.results_dir)
     for row in rows:
         print('claim %d: %s (%s)' % (row['claim'], row['verdict'],
@@ -222,7 +222,7 @@ def _cmd_report(args):
 
 
 def _cmd_reference_export(args):
-    from .reference import export_reference
+    from .ports.reference import export_reference
     log = (lambda *a: None) if args.quiet else \
         (lambda msg: print(msg, file=sys.stderr))
     results, bad = export_reference(
@@ -241,7 +241,7 @@ def _cmd_reference_export(args):
 
 
 def _cmd_reference_compare(args):
-    from .bundle import run_compare
+    from .ports.bundle import run_compare
     return run_compare(args.a, args.b, atol=args.atol, rtol=args.rtol,
                        as_json=args.json)
 
@@ -290,8 +290,8 @@ def build_parser():
                        help='get the ImageNet weights (model zoo, BVLC '
                             'caffemodel, or a file you have)',
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    from .caffemodel import BVLC_SHA1
-    from .weights import MODEL_ZOO_URL, MODEL_ZOO_SHA256, SOURCES
+    from .model.caffemodel import BVLC_SHA1
+    from .model.weights import MODEL_ZOO_URL, MODEL_ZOO_SHA256, SOURCES
     p.add_argument('--from', dest='from_file', default=None, metavar='PATH',
                    help='install a blvc_googlenet.pkl (checked, copied) or '
                         'a bvlc_googlenet.caffemodel (checked, converted) '
@@ -486,7 +486,7 @@ def build_parser():
     p = ref.add_parser('compare', formatter_class=fmt,
                        help='layer-by-layer comparison of bundle B (a port) '
                             'with reference A; exit 1 if they differ')
-    from .bundle import add_compare_arguments
+    from .ports.bundle import add_compare_arguments
     add_compare_arguments(p)
     p.set_defaults(func=_cmd_reference_compare)
     return parser
@@ -530,9 +530,9 @@ def main(argv=None):
         name = _command_name(args)
         if name in _THEANO_COMMANDS:
             if name == 'demo':
-                from .theano_defaults import prefer_float32
+                from .runtime.theano_defaults import prefer_float32
                 prefer_float32()    # before Theano is imported; a user's wins
-            from .theano_check import import_theano
+            from .runtime.theano_check import import_theano
             import_theano()
         return args.func(args)
     except TaggerError as exc:

@@ -11,10 +11,10 @@ folder dataset such as ``../shared/data/clothing-small`` (its taxonomy:
 ``ROOT/taxonomy.json``, else the packaged one named like the folder).
 """
 import dataclasses
-import json
 import os
 import time
 
+from .runtime import _theano  # noqa: F401  (prepares Theano first)
 from .atomic import write_json
 from .errors import TaggerError
 
@@ -30,7 +30,7 @@ TAGGER_DEFAULTS = dict(embed_size=128, hidden_size=128, iterations=300,
 
 
 def _taxonomy_for(root):
-    from . import datasets
+    from .data import datasets
     path = os.path.join(root, 'taxonomy.json')
     if os.path.isfile(path):
         return path
@@ -93,11 +93,14 @@ def run_demo(out_dir='runs/demo', data=None, epochs=None, progress=True,
     The synthetic garments are always upright, so rotation augmentation is
     off by default here (it is on for ACS).
     """
-    from . import (blas, datasets, finetune, store, synthetic, tagger,
-                   weights)
+    from .runtime import blas
+    from .data import datasets, store, synthetic
+    from .training import finetune
+    from .tagging import tagger
+    from .model import weights
     from .config import config_from_dict, config_to_dict
 
-    from .timing import StageTimer
+    from .runtime.timing import StageTimer
     t0 = time.time()
     timer = StageTimer()
     settings = dict(DEMO_DEFAULTS, **(overrides or {}))
@@ -153,7 +156,7 @@ def run_demo(out_dir='runs/demo', data=None, epochs=None, progress=True,
         report = finetune.evaluate(os.path.join(run_dir, 'best'),
                                    store_path, test_split,
                                    batch_size=config.batch_size)
-    from .tagging import run_tagger_stage
+    from .tagging.pipeline import run_tagger_stage
     tags = run_tagger_stage(out_dir, store_path,
                             os.path.join(run_dir, 'best'),
                             _taxonomy_for(root), test_split,
@@ -161,7 +164,7 @@ def run_demo(out_dir='runs/demo', data=None, epochs=None, progress=True,
                             progress=progress, log=log, timer=timer)
     figures = []
     with timer.stage('plots'):
-        from . import plots
+        from .evaluation import plots
         figures = plots.plot_run(run_dir)
     result = {'data': root, 'test_split': test_split,
               'init': 'model-zoo' if zoo else 'from scratch',
@@ -219,7 +222,7 @@ def _short(metrics):
 
 
 def _write_report(out_dir, result, history, tags, figures):
-    from . import report
+    from .reporting import report
     rel = lambda p: os.path.relpath(p, out_dir)
     figs = ''.join('<p><img src="%s"></p>' % rel(f) for f in
                    list(figures) + [tags['tag_accuracy_png']])

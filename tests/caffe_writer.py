@@ -14,8 +14,8 @@ weights (ReLU, pooling, concat, softmax loss) and the auxiliary classifiers
 """
 import numpy as np
 
-from lasagne_tagger.caffemodel import message_classes
-from lasagne_tagger.googlenet import PARAM_LAYERS
+from lasagne_tagger.model.caffemodel import message_classes
+from lasagne_tagger.model.googlenet import PARAM_LAYERS
 
 
 def _fill_blob(blob, array, legacy):

@@ -1,14 +1,20 @@
-"""Shared pytest fixtures."""
+"""Shared pytest fixtures.
+
+The suite runs Theano: the package's one entry point prepares it before any
+test module imports it (importing the package itself no longer does).
+"""
 import os
 
 import numpy as np
 import pytest
 
+import lasagne_tagger.runtime._theano  # noqa: F401  (prepares Theano first)
+
 
 def pytest_report_header(config):
     """Which BLAS the suite links (pytest's header, first lines)."""
-    from lasagne_tagger import blas
-    from lasagne_tagger.compat import user_blas_ldflags
+    from lasagne_tagger.runtime import blas
+    from lasagne_tagger.runtime.compat import user_blas_ldflags
     return blas.describe(user_blas_ldflags() or '')
 
 
@@ -200,7 +206,7 @@ TINY_REFERENCE = dict(width=0.125, image_size=32, num_classes=10,
 def tiny_reference(tmp_path_factory):
     """Path of a reference bundle of a tiny random GoogLeNet (width 0.125,
     32 px, 10 classes) and tagger (8 units) on 4 embedded images."""
-    from lasagne_tagger.reference import export_reference
+    from lasagne_tagger.ports.reference import export_reference
     path = tmp_path_factory.mktemp('reference') / 'tiny.h5'
     export_reference(str(path), log=lambda *a: None, **TINY_REFERENCE)
     return path
@@ -232,7 +238,8 @@ def tiny_system(tmp_path_factory):
     Tests must not change these files (copy them first)."""
     import json
     from pathlib import Path
-    from lasagne_tagger import finetune, synthetic
+    from lasagne_tagger.training import finetune
+    from lasagne_tagger.data import synthetic
     base = tmp_path_factory.mktemp('pipeline')
     root = Path(synthetic.render_dataset(
         base / 'data', per_class={'train': 6, 'validation': 2, 'test': 2},

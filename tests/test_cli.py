@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lasagne_tagger import cli, preprocess
+from lasagne_tagger import cli
+from lasagne_tagger.data import preprocess
 
 import numpy_reference as ref
 

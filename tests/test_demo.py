@@ -7,6 +7,8 @@ import pytest
 from lasagne_tagger import demo
 from lasagne_tagger.errors import TaggerError
 
+pytestmark = pytest.mark.slow   # the whole demo pipeline
+
 TINY = dict(epochs=1, batch_size=8, lr_step_epochs=1)
 TINY_TAGGER = dict(iterations=20, eval_every=10, batch_size=8,
                    embed_size=16, hidden_size=16)
@@ -17,7 +19,8 @@ def test_demo_runs_whole_pipeline_and_writes_report(tmp_path, monkeypatch,
                                                     capsys):
     """``lasagne-tagger demo`` through ``cli.main``, at a tiny size (the
     module defaults patched: the command has no size flags)."""
-    from lasagne_tagger import cli, finetune
+    from lasagne_tagger import cli
+    from lasagne_tagger.training import finetune
     monkeypatch.setattr(demo, 'DEMO_DEFAULTS', dict(demo.DEMO_DEFAULTS,
                                                     **TINY))
     monkeypatch.setattr(demo, 'TAGGER_DEFAULTS', dict(demo.TAGGER_DEFAULTS,
@@ -80,7 +83,7 @@ def test_demo_unknown_setting_is_an_error_before_any_work(
 ])
 def test_tagger_stage_checks_its_settings_before_any_work(tmp_path, settings,
                                                           match):
-    from lasagne_tagger.tagging import run_tagger_stage
+    from lasagne_tagger.tagging.pipeline import run_tagger_stage
     with pytest.raises(TaggerError, match=match):
         run_tagger_stage(str(tmp_path / 'stage'), str(tmp_path / 'none.h5'),
                          str(tmp_path / 'cnn'), 'clothing-small',

@@ -19,8 +19,11 @@ import h5py
 import numpy as np
 import pytest
 
-from lasagne_tagger import checkpoint, features
+from lasagne_tagger.training import checkpoint
+from lasagne_tagger.tagging import features
 from lasagne_tagger.errors import TaggerError
+
+pytestmark = pytest.mark.slow   # the tiny trained system, full disks, kills
 
 
 def _cli(*argv, env=None, prefix=(), timeout=600):
@@ -167,7 +170,7 @@ def _chunk_offset(path, row):
 def test_damaged_stores_are_one_line_errors(tiny_system, tmp_path):
     # pixels changed in place: HDF5's Fletcher-32 checksum refuses them
     damaged = _copy(tiny_system['store'], tmp_path / 'damaged.h5')
-    from lasagne_tagger.store import open_store
+    from lasagne_tagger.data.store import open_store
     with open_store(damaged) as st:
         row = int(st.indices('train')[5])
     offset, size = _chunk_offset(damaged, row)
@@ -218,7 +221,7 @@ def test_an_interrupted_epoch_leaves_no_metrics_row_behind(tiny_system,
     epoch once, as the checkpoint does."""
     code = r'''
 import sys, numpy as np, lasagne_tagger
-from lasagne_tagger import checkpoint, finetune
+from lasagne_tagger.training import checkpoint, finetune
 real = checkpoint.atomic_path
 calls = []
 def failing(path, *args, **kwargs):

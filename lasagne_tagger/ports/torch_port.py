@@ -35,7 +35,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from .. import bundle
+from . import bundle
 from ..errors import TaggerError
 
 __all__ = ['INCEPTION_MODULES', 'BRANCHES', 'param_layers', 'preprocess',
