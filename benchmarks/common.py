@@ -10,13 +10,15 @@ import time
 def prepare_process():
     """Set a benchmark process up as the package's programs run: the
     repository importable, ``floatX=float32`` Theano flags
-    (``run.base_theano_flags``) and the package's ``malloc`` settings.
+    (``run.base_theano_flags``), Theano prepared through the package's
+    entry point and the package's ``malloc`` settings.
     Returns the benchmarks folder."""
     here = os.path.dirname(os.path.abspath(__file__))
     sys.path.insert(0, os.path.dirname(here))
     sys.path.insert(0, here)
     import run
     os.environ['THEANO_FLAGS'] = run.base_theano_flags()   # float32
+    import lasagne_tagger.runtime._theano  # noqa: F401  (then Theano's patches)
     from lasagne_tagger.runtime import allocator
     allocator.tune()      # as the package's own compiled functions run
     return here

@@ -186,7 +186,7 @@ class BiasReLU(_Base):
                            '%(fail)s') + r"""
         dtype_%(x)s* yd = (dtype_%(x)s*)PyArray_DATA(%(y)s);
         int failed = 0;
-        """ + plane_loop(self.openmp, [], body).replace('N * C', 'N * CT')
+        """ + plane_loop(self.openmp, [], body, count='N * CT')
             + r"""
         LT_BR_RELEASE
         #undef LT_BR_RELEASE
@@ -283,7 +283,7 @@ class BiasReLUGrad(_Base):
             %(fail)s;
         }
         int failed = 0;
-        """ + plane_loop(self.openmp, [], body).replace('N * C', 'N * CT')
+        """ + plane_loop(self.openmp, [], body, count='N * CT')
             + r"""
         /* each bias gradient: per channel, the planes' float64 sums over
            images in order */

@@ -65,21 +65,22 @@ def alloc_output(out, nd, dims, like, cleanup, fail):
            cleanup=cleanup, fail=fail)
 
 
-def plane_loop(openmp, scratch, body):
+def plane_loop(openmp, scratch, body, count='N * C'):
     """C lines running ``body`` for each (image, channel) ``plane`` in
-    ``[0, N * C)``, in parallel with OpenMP when ``openmp``.  ``scratch``
-    lists ``(C type, name, element count)`` buffers that ``body`` may use,
-    allocated once per thread rather than once per plane; if one cannot be
-    allocated, the int ``failed`` (declared by the caller) is set to 1 and
-    that thread's planes are skipped."""
+    ``[0, count)`` (``N * C`` by default), in parallel with OpenMP when
+    ``openmp``.  ``scratch`` lists ``(C type, name, element count)``
+    buffers that ``body`` may use, allocated once per thread rather than
+    once per plane; if one cannot be allocated, the int ``failed``
+    (declared by the caller) is set to 1 and that thread's planes are
+    skipped."""
     if not scratch:
         return r"""
         %(for_)s
-        for (npy_intp plane = 0; plane < N * C; ++plane) {
+        for (npy_intp plane = 0; plane < %(count)s; ++plane) {
             %(body)s
         }
 """ % dict(for_='#pragma omp parallel for schedule(static)' if openmp
-           else '', body=body)
+           else '', body=body, count=count)
     ok = ' && '.join(name for _, name, _ in scratch)
     return r"""
         %(parallel)s
@@ -87,7 +88,7 @@ def plane_loop(openmp, scratch, body):
         %(alloc)s
         if (!(%(ok)s)) failed = 1;
         %(for_)s
-        for (npy_intp plane = 0; plane < N * C; ++plane) {
+        for (npy_intp plane = 0; plane < %(count)s; ++plane) {
             if (!(%(ok)s)) continue;
             %(body)s
         }
@@ -95,8 +96,8 @@ def plane_loop(openmp, scratch, body):
         }
 """ % dict(parallel='#pragma omp parallel' if openmp else '',
            for_='#pragma omp for schedule(static)' if openmp else '',
-           ok=ok, body=body,
+           ok=ok, body=body, count=count,
            alloc=''.join('%s* %s = (%s*)malloc(sizeof(%s) * (%s));\n'
-                         % (t, name, t, t, count)
-                         for t, name, count in scratch),
+                         % (t, name, t, t, size)
+                         for t, name, size in scratch),
            free=''.join('free(%s);\n' % name for _, name, _ in scratch))

@@ -74,16 +74,15 @@ class _LRNBase(OpenMPOp):
         return dtype, parts, self._scale_loop('xb', dtype) % parts
 
     def _c_parts(self, dtype):
-        """Format values shared by both ops' C code."""
-        omp = '#pragma omp parallel for schedule(static)' if self.openmp \
-            else ''
+        """Format values shared by both ops' C code (their plane loops:
+        :func:`lasagne_tagger.ops.c_support.plane_loop`)."""
         if self.beta == 0.75:
             power = 'ROOT = sqrt(s); P = ROOT * sqrt(ROOT);'
         else:
-            power = 'P = pow(s, (dtype_T)%r);' % self.beta
-        return dict(omp=omp, half=self.n // 2, alpha=repr(self.alpha),
+            power = 'P = pow(s, (%s)%r);' % (dtype, self.beta)
+        return dict(half=self.n // 2, alpha=repr(self.alpha),
                     k=repr(self.k), beta=repr(self.beta),
-                    power=power.replace('dtype_T', dtype))
+                    power=power)
 
     @staticmethod
     def _scale_loop(x_ptr, dtype):
@@ -127,6 +126,8 @@ class CaffeLRN(_LRNBase):
         x, = inputs
         y, = outputs
         dtype, parts, scale = self._c_setup(x)
+        loop = plane_loop(self.openmp, [], _FORWARD_PLANE) % dict(
+            parts, dtype=dtype, scale=scale)
         return r"""
         {
         PyArrayObject* xc = PyArray_GETCONTIGUOUS(%(x)s);
@@ -136,8 +137,15 @@ class CaffeLRN(_LRNBase):
         %(alloc)s
         const %(dtype)s* xd = (const %(dtype)s*)PyArray_DATA(xc);
         %(dtype)s* yd = (%(dtype)s*)PyArray_DATA(%(y)s);
-        %(omp)s
-        for (npy_intp plane = 0; plane < N * C; ++plane) {
+%(loop)s        Py_DECREF(xc);
+        }
+        """ % dict(x=x, y=y, dtype=dtype, loop=loop, fail=sub['fail'],
+                   alloc=alloc_output(y, 4, 'PyArray_DIMS(xc)', 'xc',
+                                      'Py_DECREF(xc);', sub['fail']))
+
+
+# CaffeLRN, one plane (plane_loop's body)
+_FORWARD_PLANE = r'''
             const npy_intp b = plane / C, c = plane %% C;
             const %(dtype)s* xb = xd + b * C * HW;
             const %(dtype)s* xp = xd + plane * HW;
@@ -149,14 +157,25 @@ class CaffeLRN(_LRNBase):
                 %(power)s
                 S[p] = xp[p] / P;
             }
-        }
-        Py_DECREF(xc);
-        }
-        """ % dict(parts, x=x, y=y, dtype=dtype, scale=scale,
-                   fail=sub['fail'],
-                   alloc=alloc_output(y, 4, 'PyArray_DIMS(xc)', 'xc',
-                                      'Py_DECREF(xc);', sub['fail']))
+'''
 
+# pass 1 of CaffeLRNGrad, one plane
+_GRAD_PASS1 = r'''
+            const npy_intp b = plane / C, c = plane %% C;
+            const %(dtype)s* xb = xd + b * C * HW;
+            const %(dtype)s* xp = xd + plane * HW;
+            const %(dtype)s* gp = gd + plane * HW;
+            %(dtype)s* S = od + plane * HW;
+            %(dtype)s* tp = t + plane * HW;
+            %(scale)s
+            for (npy_intp p = 0; p < HW; ++p) {
+                const %(dtype)s s = S[p];
+                %(dtype)s ROOT, P;  /* P = s ** beta */
+                %(power)s
+                S[p] = (%(dtype)s)1 / P;
+                tp[p] = gp[p] * xp[p] / (P * s);
+            }
+'''
 
 # pass 2 of CaffeLRNGrad, one plane (w: plane_loop's per-thread scratch)
 _GRAD_PASS2 = r'''
@@ -209,6 +228,8 @@ class CaffeLRNGrad(_LRNBase):
         x, gy = inputs
         gx, = outputs
         dtype, parts, scale = self._c_setup(x)
+        pass1 = plane_loop(self.openmp, [], _GRAD_PASS1) % dict(
+            parts, dtype=dtype, scale=scale)
         pass2 = plane_loop(self.openmp, [(dtype, 'w', 'HW + 1')],
                            _GRAD_PASS2) % dict(parts, dtype=dtype)
         return r"""
@@ -239,30 +260,12 @@ class CaffeLRNGrad(_LRNBase):
             %(fail)s;
         }
         int failed = 0;
-        %(omp)s
-        for (npy_intp plane = 0; plane < N * C; ++plane) {
-            const npy_intp b = plane / C, c = plane %% C;
-            const %(dtype)s* xb = xd + b * C * HW;
-            const %(dtype)s* xp = xd + plane * HW;
-            const %(dtype)s* gp = gd + plane * HW;
-            %(dtype)s* S = od + plane * HW;
-            %(dtype)s* tp = t + plane * HW;
-            %(scale)s
-            for (npy_intp p = 0; p < HW; ++p) {
-                const %(dtype)s s = S[p];
-                %(dtype)s ROOT, P;  /* P = s ** beta */
-                %(power)s
-                S[p] = (%(dtype)s)1 / P;
-                tp[p] = gp[p] * xp[p] / (P * s);
-            }
-        }
-%(pass2)s        free(t);
+%(pass1)s%(pass2)s        free(t);
         Py_DECREF(xc);
         Py_DECREF(gc);
         if (failed) { PyErr_NoMemory(); %(fail)s; }
         }
-        """ % dict(parts, x=x, gy=gy, gx=gx, dtype=dtype, scale=scale,
-                   pass2=pass2,
+        """ % dict(x=x, gy=gy, gx=gx, dtype=dtype, pass1=pass1, pass2=pass2,
                    fail=sub['fail'], alloc=alloc_output(
                        gx, 4, 'PyArray_DIMS(xc)', 'xc',
                        'Py_DECREF(xc); Py_DECREF(gc);', sub['fail']))
