@@ -152,7 +152,6 @@ def run_rounds(stage, out_dir, rounds, state, params, streams, seed,
     TaggerError
         A loss became NaN or infinite (the last good checkpoint stays).
     """
-    from ..runtime.progress import progress_bar
     history = [] if history is None else history
     last = os.path.join(out_dir, 'last')
     interrupted = []
@@ -161,28 +160,12 @@ def run_rounds(stage, out_dir, rounds, state, params, streams, seed,
     try:
         for r in rounds:
             reseed(streams, seed, r)
-            batches, n_steps, title = stage.batches(r)
-            t0 = time.time()
-            totals = Totals()
-            with progress_bar(n_steps, title, enabled=progress,
-                              unit=stage.unit) as bar:
-                for batch in batches:
-                    loss, accuracy, count = stage.step(batch)
-                    if not np.isfinite(loss):
-                        raise TaggerError(
-                            'loss became %s in %s; stopped (lower '
-                            'learning_rate?). %s' % (
-                                loss, title, 'The last good checkpoint is '
-                                '%s.npz' % last if checkpoint.exists(last)
-                                else 'No checkpoint was written yet.'))
-                    totals.add(loss, accuracy, count)
-                    bar.update()
-                    if interrupted:
-                        break
+            totals, title, seconds = _train_round(stage, r, last, progress,
+                                                  interrupted)
             if interrupted:
                 log('interrupted: %s discarded, %s kept' % (title, last))
                 break
-            row = stage.finish(r, totals, time.time() - t0)
+            row = stage.finish(r, totals, seconds)
             history.append(row)
             meta = stage.metadata(r, row, history)
             if row[stage.score] > best:
@@ -196,3 +179,29 @@ def run_rounds(stage, out_dir, rounds, state, params, streams, seed,
     finally:
         signal.signal(signal.SIGINT, old_handler)
     return history
+
+
+def _train_round(stage, r, last, progress, interrupted):
+    """The training steps of round ``r`` under a progress bar; returns
+    ``(Totals, bar title, seconds they took)``.  Stops early once ``interrupted`` (Ctrl-C)
+    holds anything; a NaN or infinite loss is a TaggerError naming
+    ``last``, the last good checkpoint, if there is one."""
+    from ..runtime.progress import progress_bar
+    batches, n_steps, title = stage.batches(r)
+    t0 = time.time()
+    totals = Totals()
+    with progress_bar(n_steps, title, enabled=progress,
+                      unit=stage.unit) as bar:
+        for batch in batches:
+            loss, accuracy, count = stage.step(batch)
+            if not np.isfinite(loss):
+                raise TaggerError(
+                    'loss became %s in %s; stopped (lower learning_rate?). '
+                    '%s' % (loss, title, 'The last good checkpoint is '
+                            '%s.npz' % last if checkpoint.exists(last)
+                            else 'No checkpoint was written yet.'))
+            totals.add(loss, accuracy, count)
+            bar.update()
+            if interrupted:
+                break
+    return totals, title, time.time() - t0
