@@ -8,8 +8,9 @@ Usage::
             bar.update()
 
 On a terminal the bar is redrawn in place (at most every 0.1 s); written
-anywhere else (a log file, CI) it is redrawn at most every 30 s, so a long
-run logs a handful of updates, and always once when it closes.
+anywhere else (a log file, CI) each redraw is a line of its own, at most
+one every 30 s, so a long run logs a handful of lines, and always one
+when the bar closes.
 ``enabled=False`` writes nothing at all.  ``unit='B'`` shows byte counts in
 KiB/MiB.  A stream that breaks (a closed pipe) silences the bar, never the
 work.
@@ -48,28 +49,37 @@ def progress_bar(total, desc='', enabled=True, unit='it', stream=None):
         tty = bool(stream.isatty())
     except (AttributeError, ValueError):
         tty = False
-    return tqdm(total=total, desc=desc, file=_Quiet(stream), disable=not enabled,
+    interval = TTY_INTERVAL if tty else LOG_INTERVAL
+    return tqdm(total=total, desc=desc, file=_Stream(stream, tty), disable=not enabled,
                 unit=unit, unit_scale=unit == 'B', unit_divisor=1024,
-                mininterval=TTY_INTERVAL if tty else LOG_INTERVAL,
+                mininterval=interval, maxinterval=max(interval, 10.0),
                 dynamic_ncols=tty, leave=True)
 
 
-class _Quiet(object):
-    """``stream``, except that a write or flush that fails (a broken pipe,
-    a closed file) silences it from then on instead of raising."""
+class _Stream(object):
+    """``stream`` as ``tqdm`` writes to it: on a terminal as it is; in a
+    log each redraw (``\\r`` + text) becomes a line of its own.  A write
+    or flush that fails (a broken pipe, a closed file) silences it from
+    then on instead of raising."""
 
-    def __init__(self, stream):
+    def __init__(self, stream, tty):
         self._stream = stream
+        self._tty = tty
         self.broken = False
 
     def write(self, text):
+        if not self._tty:
+            text = text.strip('\r\n')
+            if not text.strip():      # a bare \r or the bar's final \n
+                return
+            text += '\n'
         self._call('write', text)
 
     def flush(self):
         self._call('flush')
 
     def isatty(self):
-        return not self.broken and self._stream.isatty()
+        return self._tty and not self.broken
 
     def _call(self, name, *args):
         if self.broken:

@@ -13,26 +13,30 @@ class _TTY(io.StringIO):
         return True
 
 
-def test_log_stream_gets_the_final_line_and_few_redraws():
+def test_log_stream_gets_whole_lines_and_few_of_them():
     out = io.StringIO()
     with progress_bar(1000, 'work', stream=out) as bar:
         for _ in range(1000):
             bar.update()
-    assert bar.mininterval == progress.LOG_INTERVAL
-    frames = [f for f in out.getvalue().replace('\n', '\r').split('\r') if f]
-    # the first frame, and the last: 1000 quick updates drew nothing between
-    assert len(frames) == 2, frames
-    assert frames[0].startswith('work:   0%') and '0/1000' in frames[0]
-    assert frames[-1].startswith('work: 100%') and '1000/1000' in frames[-1]
-    assert out.getvalue().endswith('\n')
+    assert bar.mininterval == bar.maxinterval == progress.LOG_INTERVAL
+    text = out.getvalue()
+    assert '\r' not in text and text.endswith('\n')
+    lines = text.splitlines()
+    # the first line, and the last: 1000 quick updates drew nothing between
+    assert len(lines) == 2, lines
+    assert lines[0].startswith('work:   0%') and '0/1000' in lines[0]
+    assert lines[-1].startswith('work: 100%') and '1000/1000' in lines[-1]
 
 
-def test_terminal_redraws_often():
+def test_terminal_redraws_in_place():
     out = _TTY()
     bar = progress_bar(50, 'tty', stream=out, unit='img')
     assert bar.mininterval == progress.TTY_INTERVAL
+    bar.update(50)
     bar.close()
-    assert 'img' in out.getvalue()
+    text = out.getvalue()
+    assert text.startswith('\r') and text.endswith('\n')
+    assert text.count('\n') == 1 and '50/50' in text and 'img' in text
 
 
 def test_disabled_writes_nothing():
@@ -54,7 +58,7 @@ def test_unknown_total():
     out = io.StringIO()
     with progress_bar(None, 'n', stream=out) as bar:
         bar.update(4)
-    assert out.getvalue().rstrip().split('\r')[-1].startswith('n: 4it')
+    assert out.getvalue().splitlines()[-1].startswith('n: 4it')
 
 
 class _BrokenPipe(io.StringIO):
