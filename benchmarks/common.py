@@ -18,7 +18,7 @@ def prepare_process():
     sys.path.insert(0, here)
     import run
     os.environ['THEANO_FLAGS'] = run.base_theano_flags()   # float32
-    import lasagne_tagger.runtime._theano  # noqa: F401  (then Theano's patches)
+    import lasagne_tagger.runtime._theano  # noqa: F401 (prepares Theano)
     from lasagne_tagger.runtime import allocator
     allocator.tune()      # as the package's own compiled functions run
     return here
@@ -29,7 +29,7 @@ def write_result(result, out):
     write it as JSON to ``out`` (folders created)."""
     sys.path.insert(0, os.path.dirname(os.path.dirname(
         os.path.abspath(__file__))))
-    import lasagne_tagger.runtime._theano  # noqa: F401  (prepares Theano first)
+    import lasagne_tagger.runtime._theano  # noqa: F401 (prepares Theano)
     import theano
     result.update(machine={'cpus': os.cpu_count(),
                            'processor': platform.processor(),

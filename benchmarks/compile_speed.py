@@ -33,7 +33,7 @@ VARIANTS = (('serial', {'LASAGNE_TAGGER_NO_PARALLEL_COMPILE': '1',
 
 CHILD = r'''
 import json, os, time
-import lasagne_tagger.runtime._theano  # noqa: F401  (prepares Theano first)
+import lasagne_tagger.runtime._theano  # noqa: F401 (prepares Theano)
 from lasagne_tagger.training import finetune
 from lasagne_tagger.tagging import tagger
 import theano

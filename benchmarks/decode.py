@@ -116,7 +116,7 @@ def main(argv=None):
     args = opts_parser().parse_args(argv)
     sys.path.insert(0, os.path.dirname(os.path.dirname(
         os.path.abspath(__file__))))
-    import lasagne_tagger.runtime._theano  # noqa: F401  (prepares Theano first)
+    import lasagne_tagger.runtime._theano  # noqa: F401 (prepares Theano)
     result = measure(args.tagger, [int(b) for b in args.batches.split(',')],
                      args.repeats)
     from common import write_result

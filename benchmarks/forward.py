@@ -20,7 +20,7 @@ CHILD = r'''
 import json, sys, time
 t0 = time.time()
 import numpy as np
-import lasagne_tagger.runtime._theano  # noqa: F401  (prepares Theano first)
+import lasagne_tagger.runtime._theano  # noqa: F401 (prepares Theano)
 from lasagne_tagger.model import googlenet, imagenet
 import theano
 t_import = time.time() - t0

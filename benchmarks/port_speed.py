@@ -29,7 +29,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 THEANO_CHILD = r'''
 import json, sys, time
 import numpy as np
-import lasagne_tagger.runtime._theano  # noqa: F401  (prepares Theano first)
+import lasagne_tagger.runtime._theano  # noqa: F401 (prepares Theano)
 from lasagne_tagger.runtime import allocator
 from lasagne_tagger.ports import bundle, reference
 from lasagne_tagger.model import googlenet, imagenet

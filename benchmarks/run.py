@@ -106,7 +106,7 @@ def _timed(fn, repeats):
 
 def child_forward(args):
     import numpy as np
-    import lasagne_tagger.runtime._theano  # noqa: F401  (prepares Theano first)
+    import lasagne_tagger.runtime._theano  # noqa: F401 (prepares Theano)
     import theano
     from lasagne_tagger.model import googlenet, imagenet
     net = googlenet.build_model(layer_options=args['layer_options'])
@@ -134,7 +134,7 @@ def _train_fn(layer_options, config_kwargs=None):
 
 def child_train(args):
     import numpy as np
-    import lasagne_tagger.runtime._theano  # noqa: F401  (prepares Theano first)
+    import lasagne_tagger.runtime._theano  # noqa: F401 (prepares Theano)
     import theano
     train_fn, compile_s = _train_fn(args['layer_options'])
     res = {'compile_s': compile_s}
@@ -150,7 +150,7 @@ def child_train(args):
 def child_compile(args):
     """Compile the training and decoding functions (cold or warm: the
     compiledir decides)."""
-    import lasagne_tagger.runtime._theano  # noqa: F401  (prepares Theano first)
+    import lasagne_tagger.runtime._theano  # noqa: F401 (prepares Theano)
     from lasagne_tagger.tagging import tagger
     t0 = time.perf_counter()
     import theano  # noqa: F401
@@ -187,7 +187,7 @@ def _subset(dataset, n):
 
 
 def child_extract(args):
-    import lasagne_tagger.runtime._theano  # noqa: F401  (prepares Theano first)
+    import lasagne_tagger.runtime._theano  # noqa: F401 (prepares Theano)
     from lasagne_tagger.training import checkpoint, finetune
     from lasagne_tagger.data import datasets, store
     from lasagne_tagger.tagging import features
@@ -280,7 +280,7 @@ def child_startup(args):
 
 
 def child_decode(args):
-    import lasagne_tagger.runtime._theano  # noqa: F401  (prepares Theano first)
+    import lasagne_tagger.runtime._theano  # noqa: F401 (prepares Theano)
     import decode
     return decode.measure(None, (1, 100), args['repeats'], log=lambda s: None)
 

@@ -48,7 +48,7 @@ CHILD = r'''
 import json, sys, time
 sys.path.insert(0, ROOT)
 import numpy as np
-import lasagne_tagger.runtime._theano  # noqa: F401  (prepares Theano first)
+import lasagne_tagger.runtime._theano  # noqa: F401 (prepares Theano)
 from lasagne_tagger.runtime import allocator
 from lasagne_tagger.training import finetune
 from lasagne_tagger.model import googlenet, imagenet

@@ -84,7 +84,7 @@ def run(config_path, out=None, work=None, weights=None, progress=True,
     """
     here = os.path.dirname(os.path.abspath(__file__))
     sys.path.insert(0, os.path.dirname(here))
-    import lasagne_tagger.runtime._theano  # noqa: F401  (prepares Theano first)
+    import lasagne_tagger.runtime._theano  # noqa: F401 (prepares Theano)
     import numpy as np
     from lasagne_tagger.data import composites, datasets, preprocess
     from lasagne_tagger.evaluation import metrics

@@ -96,7 +96,7 @@ def run(config_path, out=None, weights=None, progress=True, log=print):
     """
     here = os.path.dirname(os.path.abspath(__file__))
     sys.path.insert(0, os.path.dirname(here))
-    import lasagne_tagger.runtime._theano  # noqa: F401  (prepares Theano first)
+    import lasagne_tagger.runtime._theano  # noqa: F401 (prepares Theano)
     from lasagne_tagger.data import datasets
     from lasagne_tagger.reporting import experiments as ex
     from lasagne_tagger.errors import TaggerError

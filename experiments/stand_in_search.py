@@ -95,7 +95,7 @@ def table_markdown(rows, variant, aim):
 def run(search_path, out=None, work=None, probes=None, progress=True):
     """Run (or read back) the probes and write the table; returns rows."""
     sys.path.insert(0, os.path.dirname(HERE))
-    import lasagne_tagger.runtime._theano  # noqa: F401  (prepares Theano first)
+    import lasagne_tagger.runtime._theano  # noqa: F401 (prepares Theano)
     from lasagne_tagger.reporting import experiments as ex
     from lasagne_tagger.errors import TaggerError
 

@@ -100,7 +100,7 @@ def run(config_path, out=None, work=None, overrides=(), progress=True,
     """
     here = os.path.dirname(os.path.abspath(__file__))
     sys.path.insert(0, os.path.dirname(here))
-    import lasagne_tagger.runtime._theano  # noqa: F401  (prepares Theano first)
+    import lasagne_tagger.runtime._theano  # noqa: F401 (prepares Theano)
     from lasagne_tagger.reporting import experiments as ex
     from lasagne_tagger.errors import TaggerError
     from lasagne_tagger.reporting.results_report import tag_curve_summary

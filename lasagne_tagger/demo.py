@@ -14,7 +14,7 @@ import dataclasses
 import os
 import time
 
-from .runtime import _theano  # noqa: F401  (prepares Theano first)
+from .runtime import _theano  # noqa: F401 (prepares Theano)
 from .atomic import write_json
 from .errors import TaggerError
 

@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pytest
 
-import lasagne_tagger.runtime._theano  # noqa: F401  (prepares Theano first)
+import lasagne_tagger.runtime._theano  # noqa: F401 (prepares Theano)
 
 
 def pytest_report_header(config):

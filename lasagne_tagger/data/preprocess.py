@@ -197,7 +197,7 @@ def to_network_input(crops, dtype=None):
         raise TaggerError('expected crops of shape (N, H, W, 3), got %s'
                           % (crops.shape,))
     if dtype is None:
-        from ..runtime import _theano  # noqa: F401  (prepares Theano first)
+        from ..runtime import _theano  # noqa: F401 (prepares Theano)
         import theano
         dtype = theano.config.floatX
     batch = crops[..., ::-1].astype(np.float32) - BGR_MEAN

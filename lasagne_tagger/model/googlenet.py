@@ -28,7 +28,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from ..runtime import _theano  # noqa: F401  (prepares Theano first)
+from ..runtime import _theano  # noqa: F401 (prepares Theano)
 from ..errors import TaggerError
 
 __all__ = ['INCEPTION_FILTERS', 'PARAM_LAYERS', 'NUM_PARAMS', 'build_model',

@@ -6,7 +6,7 @@ any photos, reporting unreadable ones instead of stopping.
 """
 import numpy as np
 
-from ..runtime import _theano  # noqa: F401  (prepares Theano first)
+from ..runtime import _theano  # noqa: F401 (prepares Theano)
 from ..runtime import function_cache
 from . import googlenet, weights
 from ..data import preprocess

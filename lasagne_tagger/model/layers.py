@@ -39,7 +39,7 @@ benchmarks compare them through these arguments
 import lasagne
 import theano.tensor as T
 
-from ..runtime import _theano  # noqa: F401  (prepares Theano first)
+from ..runtime import _theano  # noqa: F401 (prepares Theano)
 from ..ops import conv_op
 from ..ops.bias_relu_op import BiasReLU
 from ..ops.lrn_op import CaffeLRN

@@ -23,7 +23,7 @@ device (a CPU op there would copy every activation to the host).
 """
 import numpy as np
 
-from ..runtime import _theano  # noqa: F401  (prepares Theano first)
+from ..runtime import _theano  # noqa: F401 (prepares Theano)
 import lasagne
 import theano.tensor as T
 

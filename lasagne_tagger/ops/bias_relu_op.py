@@ -28,7 +28,7 @@ order.  Both ops have a NumPy ``perform``; the tests compare them with the
 Lasagne graph.  This module imports Theano; import it lazily.
 """
 import numpy as np
-from ..runtime import _theano  # noqa: F401  (prepares Theano first)
+from ..runtime import _theano  # noqa: F401 (prepares Theano)
 import theano.tensor as T
 from theano.gof import Apply, OpenMPOp
 from theano.gradient import grad_not_implemented

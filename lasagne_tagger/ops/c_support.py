@@ -8,7 +8,7 @@ import it lazily.
 import functools
 import hashlib
 
-from ..runtime import _theano  # noqa: F401  (prepares Theano first)
+from ..runtime import _theano  # noqa: F401 (prepares Theano)
 import theano.tensor as T
 from theano.gof import Apply
 

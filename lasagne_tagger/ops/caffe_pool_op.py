@@ -24,7 +24,7 @@ tests compare both implementations with the ``switch`` graph and with an
 independent NumPy Caffe.  This module imports Theano; import it lazily.
 """
 import numpy as np
-from ..runtime import _theano  # noqa: F401  (prepares Theano first)
+from ..runtime import _theano  # noqa: F401 (prepares Theano)
 import theano.tensor as T
 from theano.gof import Apply, OpenMPOp
 from theano.gradient import grad_not_implemented

@@ -39,7 +39,7 @@ Each op has a NumPy ``perform``; the tests compare them with ``CorrMM``
 (values and gradients).  This module imports Theano; import it lazily.
 """
 import numpy as np
-from ..runtime import _theano  # noqa: F401  (prepares Theano first)
+from ..runtime import _theano  # noqa: F401 (prepares Theano)
 import theano.tensor as T
 from theano.gof import Apply, OpenMPOp
 from theano.gradient import grad_not_implemented, grad_undefined

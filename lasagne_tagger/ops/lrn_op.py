@@ -23,7 +23,7 @@ Both ops have a NumPy ``perform``; the tests compare them with the graph
 (values and gradients).  This module imports Theano; import it lazily.
 """
 import numpy as np
-from ..runtime import _theano  # noqa: F401  (prepares Theano first)
+from ..runtime import _theano  # noqa: F401 (prepares Theano)
 import theano.tensor as T
 from theano.gof import Apply, OpenMPOp
 from theano.gradient import grad_not_implemented

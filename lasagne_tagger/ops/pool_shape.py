@@ -22,7 +22,7 @@ def caffe_pool_output_length(size, pool, stride, pad):
     # ceil(a / s) == (a + s - 1) // s for integers of either sign.
     n = (size + 2 * pad - pool + stride - 1) // stride + 1
     if symbolic:
-        from ..runtime import _theano  # noqa: F401  (prepares Theano first)
+        from ..runtime import _theano  # noqa: F401 (prepares Theano)
         import theano.tensor as T
         if pad:
             n = n - T.ge((n - 1) * stride, size + pad)

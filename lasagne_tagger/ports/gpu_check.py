@@ -38,7 +38,7 @@ import sys
 
 import numpy as np
 
-from ..runtime import _theano  # noqa: F401  (prepares Theano first)
+from ..runtime import _theano  # noqa: F401 (prepares Theano)
 from .. import atomic
 
 __all__ = ['link_cuda_libraries', 'run', 'compare', 'main', 'STEP_LAYERS']

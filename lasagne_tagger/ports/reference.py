@@ -20,7 +20,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from ..runtime import _theano  # noqa: F401  (prepares Theano first)
+from ..runtime import _theano  # noqa: F401 (prepares Theano)
 from .. import atomic
 from . import bundle
 from ..model import googlenet

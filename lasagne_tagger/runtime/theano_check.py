@@ -67,7 +67,7 @@ def import_theano():
         The configuration is invalid, asks for a precision or device that
         cannot be had, or names a BLAS that cannot be linked.
     """
-    from . import _theano  # noqa: F401  (prepares Theano first)
+    from . import _theano  # noqa: F401 (prepares Theano)
     try:
         import theano
     except (ValueError, TypeError, AttributeError, KeyError) as exc:

@@ -31,7 +31,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from ..runtime import _theano  # noqa: F401  (prepares Theano first)
+from ..runtime import _theano  # noqa: F401 (prepares Theano)
 import lasagne
 
 from ..training import checkpoint

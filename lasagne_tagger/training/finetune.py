@@ -19,7 +19,7 @@ from typing import Optional
 
 import numpy as np
 
-from ..runtime import _theano  # noqa: F401  (prepares Theano first)
+from ..runtime import _theano  # noqa: F401 (prepares Theano)
 from . import checkpoint
 from ..runtime import function_cache
 from ..model import googlenet

@@ -22,7 +22,7 @@ def log_softmax(logits, axis=-1):
     Theano tensor
         Same shape as ``logits``: ``z - max(z) - log(sum(exp(z - max(z))))``.
     """
-    from ..runtime import _theano  # noqa: F401  (prepares Theano first)
+    from ..runtime import _theano  # noqa: F401 (prepares Theano)
     import theano.tensor as T
     shifted = logits - logits.max(axis=axis, keepdims=True)
     return shifted - T.log(T.exp(shifted).sum(axis=axis, keepdims=True))

@@ -7,7 +7,7 @@ then the whole network (random weights in the pickle's layout) at
 import numpy as np
 import pytest
 
-import lasagne_tagger.runtime._theano  # noqa: F401  (prepares Theano first)
+import lasagne_tagger.runtime._theano  # noqa: F401 (prepares Theano)
 from lasagne_tagger.model import googlenet
 from lasagne_tagger.errors import TaggerError
 

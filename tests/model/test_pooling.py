@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-import lasagne_tagger.runtime._theano  # noqa: F401  (prepares Theano first)
+import lasagne_tagger.runtime._theano  # noqa: F401 (prepares Theano)
 from lasagne_tagger.model.pooling import CaffeMaxPool2DLayer
 from lasagne_tagger.ops.pool_shape import caffe_pool_output_length
 

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-import lasagne_tagger.runtime._theano  # noqa: F401  (prepares Theano first)
+import lasagne_tagger.runtime._theano  # noqa: F401 (prepares Theano)
 
 from lasagne_tagger.ops import bias_relu_op, caffe_pool_op, conv_op, lrn_op
 from lasagne_tagger.ops.c_support import source_version  # noqa: E402

@@ -27,7 +27,7 @@ def churn():
         np.ones(16 * 2 ** 20, np.float32).sum()
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
 
-import lasagne_tagger.runtime._theano  # noqa: F401  (prepares Theano first)
+import lasagne_tagger.runtime._theano  # noqa: F401 (prepares Theano)
 print(churn())
 import theano.tensor as T
 from lasagne_tagger.runtime import allocator, function_cache

@@ -11,7 +11,7 @@ import warnings
 import numpy as np
 import pytest
 
-import lasagne_tagger.runtime._theano  # noqa: F401  (prepares Theano first)
+import lasagne_tagger.runtime._theano  # noqa: F401 (prepares Theano)
 from lasagne_tagger.runtime import function_cache
 
 import lasagne  # noqa: E402
@@ -231,7 +231,7 @@ def test_input_unused_after_optimization_still_loads(cache):
 
 def test_none_constants_give_the_same_key_in_every_process():
     code = textwrap.dedent('''
-        import lasagne_tagger.runtime._theano  # noqa: F401  (prepares Theano first)
+        import lasagne_tagger.runtime._theano  # noqa: F401 (prepares Theano)
         from lasagne_tagger.runtime import function_cache
         import theano.tensor as T
         m, i = T.matrix('m'), T.iscalar('i')
@@ -250,7 +250,7 @@ def test_deep_graph_pickles_without_crashing():
     # a crash fails this test instead of killing pytest.
     code = textwrap.dedent('''
         import io
-        import lasagne_tagger.runtime._theano  # noqa: F401  (prepares Theano first)
+        import lasagne_tagger.runtime._theano  # noqa: F401 (prepares Theano)
         from lasagne_tagger.runtime import function_cache as fc
         import theano.tensor as T
         x = T.vector('x')

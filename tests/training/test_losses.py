@@ -1,7 +1,7 @@
 """The one log-softmax both stages use (lasagne_tagger/training/losses.py)."""
 import numpy as np
 
-import lasagne_tagger.runtime._theano  # noqa: F401  (prepares Theano first)
+import lasagne_tagger.runtime._theano  # noqa: F401 (prepares Theano)
 from lasagne_tagger.training.losses import log_softmax
 
 
