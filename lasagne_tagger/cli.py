@@ -277,6 +277,8 @@ def _positive_int_arg(text):
 
 
 def build_parser():
+    """The ``lasagne-tagger`` command line: one sub-command per
+    ``_add_*`` function below."""
     parser = argparse.ArgumentParser(
         prog='lasagne-tagger',
         description='GoogLeNet + LSTM clothing tagger (Theano/Lasagne).')
@@ -285,7 +287,16 @@ def build_parser():
                              '%s=1)' % DEBUG_ENV)
     sub = parser.add_subparsers(dest='command', metavar='COMMAND')
     sub.required = True
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+    for add in (_add_fetch_weights, _add_imagenet_tags, _add_prepare,
+                _add_train, _add_evaluate, _add_plot, _add_extract,
+                _add_train_tagger, _add_tag, _add_demo, _add_report,
+                _add_reference):
+        add(sub, fmt)
+    return parser
 
+
+def _add_fetch_weights(sub, fmt):
     p = sub.add_parser('fetch-weights',
                        help='get the ImageNet weights (model zoo, BVLC '
                             'caffemodel, or a file you have)',
@@ -314,6 +325,8 @@ def build_parser():
     p.add_argument('--quiet', action='store_true', help='no progress')
     p.set_defaults(func=_cmd_fetch_weights)
 
+def _add_imagenet_tags(sub, fmt):
+    from .model.weights import MODEL_ZOO_SHA256
     p = sub.add_parser('imagenet-tags',
                        help='top-k ImageNet synsets per photo (the blog\'s '
                             '"Windsor tie" baseline)',
@@ -333,7 +346,7 @@ def build_parser():
     p.add_argument('--json', action='store_true', help='JSON output')
     p.set_defaults(func=_cmd_imagenet_tags)
 
-    fmt = argparse.ArgumentDefaultsHelpFormatter
+def _add_prepare(sub, fmt):
     p = sub.add_parser('prepare', formatter_class=fmt,
                        help='decode and crop a dataset once into an HDF5 '
                             'store (resumable)')
@@ -353,6 +366,7 @@ def build_parser():
     p.add_argument('--quiet', action='store_true')
     p.set_defaults(func=_cmd_prepare)
 
+def _add_train(sub, fmt):
     p = sub.add_parser('train', formatter_class=fmt,
                        help='fine-tune GoogLeNet on a prepared store')
     p.add_argument('--config', default=None,
@@ -368,6 +382,7 @@ def build_parser():
     p.add_argument('--quiet', action='store_true')
     p.set_defaults(func=_cmd_train)
 
+def _add_evaluate(sub, fmt):
     p = sub.add_parser('evaluate', formatter_class=fmt,
                        help='metrics of a checkpoint on a split of a store')
     p.add_argument('checkpoint', help='checkpoint prefix, e.g. runs/x/best')
@@ -377,11 +392,13 @@ def build_parser():
     p.add_argument('--json', action='store_true')
     p.set_defaults(func=_cmd_evaluate)
 
+def _add_plot(sub, fmt):
     p = sub.add_parser('plot', formatter_class=fmt,
                        help='draw curves.png and confusion.png of a run')
     p.add_argument('run', help='run folder (holds metrics.jsonl)')
     p.set_defaults(func=_cmd_plot)
 
+def _add_extract(sub, fmt):
     p = sub.add_parser('extract', formatter_class=fmt,
                        help='CNN features of every image of a store (HDF5)')
     p.add_argument('cnn', help='classifier checkpoint prefix (runs/x/best) '
@@ -397,6 +414,7 @@ def build_parser():
     p.add_argument('--quiet', action='store_true')
     p.set_defaults(func=_cmd_extract)
 
+def _add_train_tagger(sub, fmt):
     p = sub.add_parser('train-tagger', formatter_class=fmt,
                        help='train the LSTM tag generator on features')
     p.add_argument('--config', default=None, help='JSON config')
@@ -411,6 +429,7 @@ def build_parser():
     p.add_argument('--quiet', action='store_true')
     p.set_defaults(func=_cmd_train_tagger)
 
+def _add_tag(sub, fmt):
     p = sub.add_parser('tag', formatter_class=fmt,
                        help='tags for photos (fine-tuned CNN + tagger)')
     p.add_argument('photos', nargs='+', metavar='PHOTO')
@@ -424,6 +443,7 @@ def build_parser():
                    help='also draw each photo with its tags into DIR')
     p.set_defaults(func=_cmd_tag)
 
+def _add_demo(sub, fmt):
     p = sub.add_parser('demo', formatter_class=fmt,
                        help='the whole pipeline on the embedded synthetic '
                             'apparel set (or --data ROOT)')
@@ -435,6 +455,7 @@ def build_parser():
     p.add_argument('--quiet', action='store_true')
     p.set_defaults(func=_cmd_demo)
 
+def _add_report(sub, fmt):
     p = sub.add_parser('report', formatter_class=fmt,
                        help='the blog\'s claims beside the experiments\' '
                             'results: RESULTS_DIR/report.html and report.md')
@@ -443,6 +464,7 @@ def build_parser():
                         'clothing-small')
     p.set_defaults(func=_cmd_report)
 
+def _add_reference(sub, fmt):
     p = sub.add_parser('reference',
                        help='reference bundles for checking ports: export, '
                             'compare')
@@ -489,8 +511,6 @@ def build_parser():
     from .ports.bundle import add_compare_arguments
     add_compare_arguments(p)
     p.set_defaults(func=_cmd_reference_compare)
-    return parser
-
 
 # Subcommands that compile Theano functions: Theano's configuration is
 # checked (theano_check.import_theano) before they start.
