@@ -1,1 +1,3 @@
-"""reporting."""
+"""Reports: the demo's HTML report, the experiment scripts' helpers and
+the results report that judges the blog's claims.
+"""

@@ -1,1 +1,3 @@
-"""tagging."""
+"""Tags: the vocabulary and NumPy decoding, the LSTM tagger, offline
+features and the photo-to-tags pipeline.
+"""

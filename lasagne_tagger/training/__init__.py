@@ -1,1 +1,3 @@
-"""training."""
+"""Training: the one loop both stages drive (``loop``), fine-tuning,
+checkpoints, run folders and losses.
+"""
