@@ -10,6 +10,8 @@ import pytest
 
 from lasagne_tagger.runtime import parallel_compile, precompiled_header
 
+pytestmark = pytest.mark.slow   # cold compiles in fresh processes
+
 # A graph with several distinct C modules (fused element-wise kernels, a
 # reduction, a GEMM), each a cold compile in a fresh compiledir.
 GRAPH = r'''
@@ -17,8 +19,6 @@ import json, os, sys
 import numpy as np
 import lasagne_tagger.runtime._theano, theano, theano.tensor as T
 from lasagne_tagger.runtime import parallel_compile, precompiled_header
-
-pytestmark = pytest.mark.slow   # cold compiles in fresh processes
 added = []
 real = parallel_compile.precompile
 def counting(nodes, workers=None):
