@@ -31,7 +31,9 @@ setup(
     description='Theano + Lasagne reproduction of a 2016 fashion tagger: '
                 'GoogLeNet fine-tuned on ACS feeding a Show-and-Tell LSTM.',
     packages=find_packages(include=['lasagne_tagger', 'lasagne_tagger.*']),
-    package_data={'lasagne_tagger.resources': ['*.txt', '*.json', '*.h']},
+    # the data files, and the C ops' sources (read when an op compiles)
+    package_data={'lasagne_tagger.resources': ['*.txt', '*.json', '*.h'],
+                  'lasagne_tagger.ops': ['*.c', '*.h']},
     python_requires='>=3.10,<3.12',
     install_requires=RUNTIME,
     extras_require={

@@ -49,14 +49,17 @@ ROOT = os.path.dirname(HERE)
 MEASURES = ('forward', 'train', 'compile_cold', 'startup', 'prepare',
             'extract', 'decode', 'port')
 
+# A measurement's child process: sys.argv[1] is the JSON of
+# (root, here, name, args).
 CHILD = r'''
 import json, os, sys, time
-sys.path.insert(0, ROOT)
-sys.path.insert(0, HERE)
+root, here, name, args = json.loads(sys.argv[1])
+sys.path.insert(0, root)
+sys.path.insert(0, here)
 import resource, run
-ARGS['layer_options'] = run.layer_options(
+args['layer_options'] = run.layer_options(
     os.environ.get('BENCHMARK_LAYERS', 'ours'))
-res = getattr(run, 'child_' + NAME)(ARGS)
+res = getattr(run, 'child_' + name)(args)
 res['peak_rss_mb'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 res['effective_theano_flags'] = os.environ.get('THEANO_FLAGS', '')
 print('RESULT ' + json.dumps(res))
@@ -285,11 +288,14 @@ def child_decode(args):
     return decode.measure(None, (1, 100), args['repeats'], log=lambda s: None)
 
 
-def _run_child(name, args, env):
-    code = CHILD.replace('ROOT', repr(ROOT)).replace('HERE', repr(HERE)) \
-        .replace('NAME', repr(name)).replace('ARGS', repr(args))
+def _run_child(name, args, env, here=HERE):
+    """Run ``child_<name>(args)`` of the ``run`` module in ``here`` (this
+    one) in a child process with environment ``env``; its result dict, with
+    ``child_wall_s``."""
+    argv = [sys.executable, '-c', CHILD, json.dumps([ROOT, here, name,
+                                                     args])]
     t = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, '-c', code], env=env,
+    proc = subprocess.Popen(argv, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     out, err = proc.communicate()

@@ -20,7 +20,8 @@ or the ones above it in this list (``tests/test_layout.py`` checks it):
     functions, the allocator, timing and progress bars.
 ``ops/``
     The CPU Theano ops with C code: convolution, bias + rectifier, LRN,
-    Caffe's max pooling (and its output length, ``pool_shape``).
+    Caffe's max pooling (and its output length, ``pool_shape``); each op's
+    C in a ``.c`` file beside its module, read by ``c_support``.
 ``data/``
     Datasets (ACS, folders), the prepared HDF5 store, preprocessing as the
     2016 code did it, the synthetic apparel set, composites.  NumPy only.

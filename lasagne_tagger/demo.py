@@ -94,44 +94,20 @@ def run_demo(out_dir='runs/demo', data=None, epochs=None, progress=True,
     off by default here (it is on for ACS).
     """
     from .runtime import blas
-    from .data import datasets, store, synthetic
+    from .data import store
     from .training import finetune
-    from .tagging import tagger
     from .model import weights
-    from .config import config_from_dict, config_to_dict
-
+    from .config import config_to_dict
     from .runtime.timing import StageTimer
+
     t0 = time.time()
     timer = StageTimer()
-    settings = dict(DEMO_DEFAULTS, **(overrides or {}))
-    if epochs is not None:
-        settings['epochs'] = int(epochs)
-    tagger_settings = dict(TAGGER_DEFAULTS, **(tagger_overrides or {}))
-    # Strict, before any work: an unknown key is an error, not ignored.
-    base = config_from_dict(
-        finetune.FinetuneConfig,
-        {k: v for k, v in settings.items() if k != 'image_size'},
-        source='demo settings')
-    config_from_dict(tagger.TaggerConfig, tagger_settings,
-                     source='demo tagger settings')
+    settings, tagger_settings, base = _demo_settings(epochs, overrides,
+                                                     tagger_overrides)
     os.makedirs(out_dir, exist_ok=True)
-    if data is None:
-        root = os.path.join(out_dir, 'data')
-        if not os.path.exists(os.path.join(root, 'taxonomy.json')):
-            log('rendering the synthetic apparel set into %s' % root)
-            with timer.stage('render'):
-                synthetic.render_dataset(root,
-                                         per_class=images or DEMO_IMAGES,
-                                         size=settings['image_size'],
-                                         seed=0, progress=progress)
-        test_split = 'test'
-    else:
-        root = os.fspath(data)
-        test_split = 'validation'
-    dataset = datasets.read_folder_dataset(root)
-    if 'train' not in dataset.splits or test_split not in dataset.splits:
-        raise TaggerError('needs train and %s splits, found %s'
-                          % (test_split, ', '.join(dataset.splits)), root)
+    root, test_split = _demo_data(out_dir, data, settings, images, progress,
+                                  log, timer)
+    dataset = _demo_dataset(root, test_split)
     zoo = weights.find_weights()
     size = 224 if zoo else settings['image_size']
     store_path = os.path.join(out_dir, 'store-%d.h5' % size)
@@ -162,7 +138,6 @@ def run_demo(out_dir='runs/demo', data=None, epochs=None, progress=True,
                             _taxonomy_for(root), test_split,
                             tagger_settings=tagger_settings,
                             progress=progress, log=log, timer=timer)
-    figures = []
     with timer.stage('plots'):
         from .evaluation import plots
         figures = plots.plot_run(run_dir)
@@ -187,9 +162,65 @@ def run_demo(out_dir='runs/demo', data=None, epochs=None, progress=True,
                                          figures)
     result['stages'] = timer.as_json()
     write_json(os.path.join(out_dir, 'summary.json'), result)
+    _log_summary(result, timer, log)
+    return result
+
+
+def _demo_settings(epochs, overrides, tagger_overrides):
+    """(classifier settings, tagger settings, the classifier's
+    ``FinetuneConfig`` without its paths): the defaults with ``overrides``
+    and ``epochs``; checked strictly, before any work (an unknown key is an
+    error, not ignored)."""
+    from .training import finetune
+    from .tagging import tagger
+    from .config import config_from_dict
+    settings = dict(DEMO_DEFAULTS, **(overrides or {}))
+    if epochs is not None:
+        settings['epochs'] = int(epochs)
+    tagger_settings = dict(TAGGER_DEFAULTS, **(tagger_overrides or {}))
+    base = config_from_dict(
+        finetune.FinetuneConfig,
+        {k: v for k, v in settings.items() if k != 'image_size'},
+        source='demo settings')
+    config_from_dict(tagger.TaggerConfig, tagger_settings,
+                     source='demo tagger settings')
+    return settings, tagger_settings, base
+
+
+def _demo_data(out_dir, data, settings, images, progress, log, timer):
+    """(the dataset folder, its test split): ``data`` (its validation
+    split), or the synthetic set rendered under ``out_dir`` once (its test
+    split)."""
+    from .data import synthetic
+    if data is not None:
+        return os.fspath(data), 'validation'
+    root = os.path.join(out_dir, 'data')
+    if not os.path.exists(os.path.join(root, 'taxonomy.json')):
+        log('rendering the synthetic apparel set into %s' % root)
+        with timer.stage('render'):
+            synthetic.render_dataset(root, per_class=images or DEMO_IMAGES,
+                                     size=settings['image_size'], seed=0,
+                                     progress=progress)
+    return root, 'test'
+
+
+def _demo_dataset(root, test_split):
+    """The folder dataset at ``root``, which must have train and
+    ``test_split`` splits."""
+    from .data import datasets
+    dataset = datasets.read_folder_dataset(root)
+    if 'train' not in dataset.splits or test_split not in dataset.splits:
+        raise TaggerError('needs train and %s splits, found %s'
+                          % (test_split, ', '.join(dataset.splits)), root)
+    return dataset
+
+
+def _log_summary(result, timer, log):
+    """The demo's closing lines: accuracy, tag metrics, BLAS, where the
+    time went."""
     log('classifier: test accuracy %.3f, mean class accuracy %.3f (%s split)'
         % (result['test_accuracy'], result['test_mean_class_accuracy'],
-           test_split))
+           result['test_split']))
     for name in ('single', 'multi'):
         m = result['tags_' + name]
         if m:
@@ -202,7 +233,6 @@ def run_demo(out_dir='runs/demo', data=None, epochs=None, progress=True,
     log('where the time went (compile: Theano functions compiled, or '
         'loaded from the cache):\n' + timer.table())
     log('wall time %.0f s; report: %s' % (result['wall_s'], result['report']))
-    return result
 
 
 def _floatx():

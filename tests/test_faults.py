@@ -6,7 +6,6 @@ conftest.py, copied first, and checks: a non-zero exit, one ``error:`` line
 
 Full disks are real where the tests run as root (a small tmpfs in a mount
 namespace of the command's own, ``unshare -m``), injected otherwise."""
-import errno
 import json
 import os
 import shutil
@@ -16,7 +15,6 @@ import sys
 import time
 
 import h5py
-import numpy as np
 import pytest
 
 from lasagne_tagger.training import checkpoint
@@ -210,7 +208,7 @@ def test_prepare_train_and_export_on_a_full_disk(tiny_system, tmp_path):
                '--from-scratch', '--set', 'width=0.125', '--set', 'epochs=2',
                '--set', 'batch_size=16', '--out', str(full / 'run'),
                '--quiet', '--no-plots', prefix=_in_small_tmpfs(full, '24k'))
-    line = _one_error_line(out, 'disk full')
+    _one_error_line(out, 'disk full')
     assert 'ZipFile' not in out.stderr
 
 

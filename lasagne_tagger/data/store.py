@@ -526,25 +526,8 @@ def prepare(dataset, out_path, size=224, workers=None, upscale=False,
     from .datasets import dataset_fingerprint
     from ..runtime.progress import progress_bar
 
-    for name, value, low in (('size', size, 1), ('chunk', chunk, 1),
-                             ('task_size', task_size, 1)):
-        if not isinstance(value, (int, np.integer)) or value < low:
-            raise TaggerError('%s must be an integer >= %d, not %r'
-                              % (name, low, value))
-    if workers is None:
-        workers = os.cpu_count() or 1
-    if not isinstance(workers, (int, np.integer)) or workers < 1:
-        raise TaggerError('workers must be an integer >= 1, not %r'
-                          % (workers,))
-    if limit is not None and (not isinstance(limit, (int, np.integer))
-                              or limit < 0):
-        raise TaggerError('limit must be an integer >= 0, not %r' % (limit,))
-    if not isinstance(flush_interval, (int, float)) or flush_interval < 0:
-        raise TaggerError('flush_interval must be a number >= 0, not %r'
-                          % (flush_interval,))
-    if not getattr(dataset, 'items', None):
-        raise TaggerError('dataset has no images', getattr(dataset, 'root',
-                                                           None))
+    workers = _check_prepare_args(dataset, size, chunk, task_size, workers,
+                                  limit, flush_interval)
     out_path = os.path.abspath(os.fspath(out_path))
     reject_file = rejects_path(out_path)
     started = time.monotonic()
@@ -552,14 +535,8 @@ def prepare(dataset, out_path, size=224, workers=None, upscale=False,
     if not os.path.exists(out_path):
         _create(out_path, dataset, fingerprint, size, upscale, chunk,
                 checksums)
-    with _open_h5(out_path, 'r') as h5:
-        attrs = _validate_file(h5, out_path)
-        _check_matches(attrs, out_path, dataset, fingerprint, size, upscale)
-        done = h5['done'][:].astype(bool)
-        rejected = h5['rejected'][:].astype(bool)
-        if 'file_size' in h5:
-            _check_unchanged(dataset, done, h5['file_size'][:],
-                             h5['file_mtime_ns'][:], out_path)
+    done, rejected = _read_marks(out_path, dataset, fingerprint, size,
+                                 upscale)
     if retry_rejects:
         rejected[:] = False
     already_done = int(done.sum())
@@ -595,89 +572,70 @@ def prepare(dataset, out_path, size=224, workers=None, upscale=False,
         images_per_second=processed / seconds if seconds > 0 else 0.0)
 
 
+def _check_prepare_args(dataset, size, chunk, task_size, workers, limit,
+                        flush_interval):
+    """Check :func:`prepare`'s arguments (``TaggerError`` naming the bad
+    one); returns ``workers``, ``os.cpu_count()`` when None."""
+    for name, value, low in (('size', size, 1), ('chunk', chunk, 1),
+                             ('task_size', task_size, 1)):
+        if not isinstance(value, (int, np.integer)) or value < low:
+            raise TaggerError('%s must be an integer >= %d, not %r'
+                              % (name, low, value))
+    if workers is None:
+        workers = os.cpu_count() or 1
+    if not isinstance(workers, (int, np.integer)) or workers < 1:
+        raise TaggerError('workers must be an integer >= 1, not %r'
+                          % (workers,))
+    if limit is not None and (not isinstance(limit, (int, np.integer))
+                              or limit < 0):
+        raise TaggerError('limit must be an integer >= 0, not %r' % (limit,))
+    if not isinstance(flush_interval, (int, float)) or flush_interval < 0:
+        raise TaggerError('flush_interval must be a number >= 0, not %r'
+                          % (flush_interval,))
+    if not getattr(dataset, 'items', None):
+        raise TaggerError('dataset has no images', getattr(dataset, 'root',
+                                                           None))
+    return workers
+
+
+def _read_marks(out_path, dataset, fingerprint, size, upscale):
+    """(done, rejected) bool arrays of the store at ``out_path``, after
+    checking that it is a valid store of ``dataset`` at these settings
+    and that no done image's file changed since."""
+    with _open_h5(out_path, 'r') as h5:
+        attrs = _validate_file(h5, out_path)
+        _check_matches(attrs, out_path, dataset, fingerprint, size, upscale)
+        done = h5['done'][:].astype(bool)
+        rejected = h5['rejected'][:].astype(bool)
+        if 'file_size' in h5:
+            _check_unchanged(dataset, done, h5['file_size'][:],
+                             h5['file_mtime_ns'][:], out_path)
+    return done, rejected
+
+
 def _run(tasks, items, workers, out_path, reject_file, done, rejected,
          known_rejects, retry_rejects, flush_interval, chunk, size, bar):
     """Feed ``tasks`` to workers; write crops, rejects and marks.
 
     ``done`` and ``rejected`` (bool arrays) are updated in place to what
-    is on disk when this returns or raises.
+    is on disk when this returns or raises.  Returns (crops written,
+    images rejected).
     """
-    pool = None
-    results = None
-    if workers > 1 and len(tasks) > 1:
-        import multiprocessing
-
-        workers = min(workers, len(tasks))
-        pool = multiprocessing.Pool(workers, initializer=_worker_init)
-        results = _bounded_map(pool, tasks, 4 * workers)
-    else:
-        results = (_crop_task(task) for task in tasks)
-    chunk_bytes = chunk * size * size * 3
-    h5 = None
-    rejects_fh = None
-    pending_done = []              # written, not yet flushed and marked
-    stamps = {}                    # row -> (size, mtime_ns) of its file
-    counts = [0, 0]
-    state = {'last': time.monotonic(), 'marks_dirty': retry_rejects}
-
-    def commit():
-        """Flush crops, then record their done marks (and rejections)."""
-        if not pending_done and not state['marks_dirty']:
-            return
-        h5.flush()
-        if stamps and 'file_size' in h5:
-            rows = sorted(stamps)
-            h5['file_size'][rows] = [stamps[r][0] for r in rows]
-            h5['file_mtime_ns'][rows] = [stamps[r][1] for r in rows]
-            stamps.clear()
-        done[pending_done] = True
-        del pending_done[:]
-        h5['done'][...] = done.astype(np.uint8)
-        h5['rejected'][...] = rejected.astype(np.uint8)
-        h5.flush()
-        state['marks_dirty'] = False
-        state['last'] = time.monotonic()
-
-    ok = False
+    pool, results = _start_workers(tasks, workers)
+    writer, ok = None, False
     try:
-        h5 = _open_h5(out_path, 'r+', rdcc_nbytes=max(4 << 20,
-                                                      4 * chunk_bytes))
-        images = h5['images']
+        chunk_bytes = chunk * size * size * 3
+        writer = _StoreWriter(
+            _open_h5(out_path, 'r+', rdcc_nbytes=max(4 << 20,
+                                                     4 * chunk_bytes)),
+            out_path, items, reject_file, done, rejected, known_rejects,
+            marks_dirty=retry_rejects)
         with bar:
             for result in results:
                 for row, crop, reason, stamp in result:
-                    if crop is not None:
-                        try:
-                            images[row] = crop
-                        except OSError as exc:
-                            raise _write_error(exc, out_path, row) from None
-                        pending_done.append(row)
-                        stamps[row] = stamp
-                        counts[0] += 1
-                    else:
-                        path = _escape(items[row].path)
-                        if path not in known_rejects:
-                            if rejects_fh is None:
-                                rejects_fh = _open_rejects(reject_file)
-                            try:
-                                rejects_fh.write('%s\t%s\n'
-                                                 % (path, _escape(reason)))
-                                rejects_fh.flush()
-                            except OSError as exc:
-                                raise TaggerError(
-                                    'cannot write the rejects file (%s)'
-                                    % (exc.strerror or exc),
-                                    reject_file) from None
-                            known_rejects.add(path)
-                        rejected[row] = True
-                        state['marks_dirty'] = True
-                        counts[1] += 1
+                    writer.add(row, crop, reason, stamp)
                     bar.update()
-                if time.monotonic() - state['last'] >= flush_interval:
-                    try:
-                        commit()
-                    except OSError as exc:
-                        raise _write_error(exc, out_path) from None
+                writer.commit_every(flush_interval)
         ok = True
     finally:
         if pool is not None:
@@ -686,21 +644,122 @@ def _run(tasks, items, workers, out_path, reject_file, done, rejected,
             else:
                 pool.terminate()
             pool.join()
-        if rejects_fh is not None:
-            rejects_fh.close()
-        if h5 is not None:
+        if writer is not None:
+            writer.close(ok)
+    return writer.written, writer.rejected_now
+
+
+def _start_workers(tasks, workers):
+    """(a process pool or None, an iterator over the tasks' results): a
+    pool of up to ``workers`` processes when there is more than one worker
+    and more than one task; otherwise the tasks run here, lazily."""
+    if workers > 1 and len(tasks) > 1:
+        import multiprocessing
+
+        workers = min(workers, len(tasks))
+        pool = multiprocessing.Pool(workers, initializer=_worker_init)
+        return pool, _bounded_map(pool, tasks, 4 * workers)
+    return None, (_crop_task(task) for task in tasks)
+
+
+class _StoreWriter(object):
+    """Writes crops and rejections into the open store ``h5``; a crop
+    counts as done (its mark written) only after a flush (:meth:`commit`).
+
+    ``done`` and ``rejected`` (bool arrays) are updated in place;
+    ``known_rejects`` (paths already in the rejects file) too.
+    """
+
+    def __init__(self, h5, out_path, items, reject_file, done, rejected,
+                 known_rejects, marks_dirty=False):
+        self.h5, self.out_path, self.items = h5, out_path, items
+        self.images = h5['images']
+        self.reject_file, self.rejects_fh = reject_file, None
+        self.done, self.rejected = done, rejected
+        self.known_rejects = known_rejects
+        self.pending = []          # written, not yet flushed and marked
+        self.stamps = {}           # row -> (size, mtime_ns) of its file
+        self.marks_dirty = marks_dirty
+        self.written = self.rejected_now = 0
+        self.last = time.monotonic()
+
+    def add(self, row, crop, reason, stamp):
+        """Write the crop of ``row``, or record its rejection (``crop`` is
+        None) with ``reason``."""
+        if crop is None:
+            self._reject(row, reason)
+            return
+        try:
+            self.images[row] = crop
+        except OSError as exc:
+            raise _write_error(exc, self.out_path, row) from None
+        self.pending.append(row)
+        self.stamps[row] = stamp
+        self.written += 1
+
+    def _reject(self, row, reason):
+        path = _escape(self.items[row].path)
+        if path not in self.known_rejects:
+            if self.rejects_fh is None:
+                self.rejects_fh = _open_rejects(self.reject_file)
             try:
-                commit()                # keep what was written, even on ^C
+                self.rejects_fh.write('%s\t%s\n' % (path, _escape(reason)))
+                self.rejects_fh.flush()
             except OSError as exc:
+                raise TaggerError('cannot write the rejects file (%s)'
+                                  % (exc.strerror or exc),
+                                  self.reject_file) from None
+            self.known_rejects.add(path)
+        self.rejected[row] = True
+        self.marks_dirty = True
+        self.rejected_now += 1
+
+    def commit_every(self, interval):
+        """:meth:`commit` if ``interval`` seconds have passed since the
+        last one."""
+        if time.monotonic() - self.last >= interval:
+            try:
+                self.commit()
+            except OSError as exc:
+                raise _write_error(exc, self.out_path) from None
+
+    def commit(self):
+        """Flush crops, then record their done marks (and rejections)."""
+        if not self.pending and not self.marks_dirty:
+            return
+        h5 = self.h5
+        h5.flush()
+        if self.stamps and 'file_size' in h5:
+            rows = sorted(self.stamps)
+            h5['file_size'][rows] = [self.stamps[r][0] for r in rows]
+            h5['file_mtime_ns'][rows] = [self.stamps[r][1] for r in rows]
+            self.stamps.clear()
+        self.done[self.pending] = True
+        del self.pending[:]
+        h5['done'][...] = self.done.astype(np.uint8)
+        h5['rejected'][...] = self.rejected.astype(np.uint8)
+        h5.flush()
+        self.marks_dirty = False
+        self.last = time.monotonic()
+
+    def close(self, ok):
+        """Close the rejects file, keep what was written (even on ^C: a
+        last commit), close the store.  After a failure (``ok`` false) the
+        errors of the commit and close are swallowed, the first one
+        propagating."""
+        if self.rejects_fh is not None:
+            self.rejects_fh.close()
+        try:
+            self.commit()
+        except OSError as exc:
+            if ok:
+                raise _write_error(exc, self.out_path) from None
+        finally:
+            try:
+                self.h5.close()
+            except OSError:
                 if ok:
-                    raise _write_error(exc, out_path) from None
-            finally:
-                try:
-                    h5.close()
-                except OSError:
-                    if ok:
-                        raise
-    return counts[0], counts[1]
+                    raise
 
 
 def _prune_rejects(path, keep):

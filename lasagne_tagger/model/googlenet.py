@@ -172,50 +172,14 @@ def build_model(input_var=None, image_size=224, batch_size=None,
     TaggerError
         If the image size is too small for the network or a size is invalid.
     """
-    import functools
-    import lasagne
     from lasagne.layers import (DenseLayer, DropoutLayer, GlobalPoolLayer,
                                 InputLayer, NonlinearityLayer)
     from lasagne.nonlinearities import linear, softmax
-    from . import layers
-    from .pooling import CaffeMaxPool2DLayer
 
-    if image_size is not None and (int(image_size) != image_size
-                                   or image_size < 1):
-        raise TaggerError('image_size must be a positive integer, got %r'
-                          % (image_size,))
-    if int(num_classes) != num_classes or num_classes < 2:
-        raise TaggerError('num_classes must be an integer >= 2, got %r'
-                          % (num_classes,))
-    if not 0.0 <= dropout < 1.0:
-        raise TaggerError('dropout must be in [0, 1), got %r' % (dropout,))
-    if not width > 0:
-        raise TaggerError('width must be > 0, got %r' % (width,))
-    if init == 'glorot':
-        first_init = other_init = lasagne.init.GlorotUniform()
-    elif init == 'he':
-        other_init = lasagne.init.HeNormal(gain='relu')
-        first_init = lasagne.init.HeNormal(gain=np.sqrt(2) / INPUT_STD)
-    else:
-        raise TaggerError("init must be 'glorot' or 'he', got %r" % (init,))
-    # note: the model zoo uses Lasagne's Conv2DLayer and LRN layer; ours
-    # (lasagne_tagger.model.layers) are subclasses with the same maths and
-    # parameters, in graphs Theano runs faster on a CPU.
-    options = dict(layer_options or {})
-    unknown = set(options) - {'conv', 'lrn', 'concat', 'pool'}
-    if unknown:
-        raise TaggerError('layer_options: unknown kind(s) %s (conv, lrn, '
-                          'concat, pool)' % ', '.join(sorted(unknown)))
-
-    def kind(cls, name, **fixed):
-        kwargs = dict(fixed, impl=impl)
-        kwargs.update(options.get(name, {}))
-        return functools.partial(cls, **kwargs)
-    Conv2DLayer = kind(layers.Conv2DLayer, 'conv', W=other_init,
-                       bias_relu=impl)
-    LRN = kind(layers.LRNLayer, 'lrn')
-    ConcatLayer = kind(layers.ConcatLayer, 'concat')
-    MaxPool2DLayer = kind(CaffeMaxPool2DLayer, 'pool')
+    _check_arguments(image_size, num_classes, dropout, width)
+    first_init, other_init = _initializers(init)
+    Conv2DLayer, LRN, ConcatLayer, MaxPool2DLayer = _layer_kinds(
+        impl, layer_options, other_init)
 
     net = OrderedDict()
     net['input'] = InputLayer((batch_size, 3, image_size, image_size),
@@ -258,6 +222,62 @@ def build_model(input_var=None, image_size=224, batch_size=None,
                                     nonlinearity=softmax, name='prob')
     _check_shapes(net, image_size)
     return net
+
+
+def _check_arguments(image_size, num_classes, dropout, width):
+    """``TaggerError`` for a bad size, class count, dropout or width of
+    :func:`build_model`."""
+    if image_size is not None and (int(image_size) != image_size
+                                   or image_size < 1):
+        raise TaggerError('image_size must be a positive integer, got %r'
+                          % (image_size,))
+    if int(num_classes) != num_classes or num_classes < 2:
+        raise TaggerError('num_classes must be an integer >= 2, got %r'
+                          % (num_classes,))
+    if not 0.0 <= dropout < 1.0:
+        raise TaggerError('dropout must be in [0, 1), got %r' % (dropout,))
+    if not width > 0:
+        raise TaggerError('width must be > 0, got %r' % (width,))
+
+
+def _initializers(init):
+    """(conv1's filter initializer, every other layer's) for
+    :func:`build_model`'s ``init``."""
+    import lasagne
+    if init == 'glorot':
+        glorot = lasagne.init.GlorotUniform()
+        return glorot, glorot
+    if init == 'he':
+        return (lasagne.init.HeNormal(gain=np.sqrt(2) / INPUT_STD),
+                lasagne.init.HeNormal(gain='relu'))
+    raise TaggerError("init must be 'glorot' or 'he', got %r" % (init,))
+
+
+def _layer_kinds(impl, layer_options, W):
+    """The constructors of the four kinds of layer that have a C op
+    (convolution with filters initialized by ``W``, LRN, concatenation,
+    Caffe max pooling), with ``impl`` and ``layer_options`` bound (see
+    :func:`build_model`)."""
+    import functools
+    from . import layers
+    from .pooling import CaffeMaxPool2DLayer
+    # note: the model zoo uses Lasagne's Conv2DLayer and LRN layer; ours
+    # (lasagne_tagger.model.layers) are subclasses with the same maths and
+    # parameters, in graphs Theano runs faster on a CPU.
+    options = dict(layer_options or {})
+    unknown = set(options) - {'conv', 'lrn', 'concat', 'pool'}
+    if unknown:
+        raise TaggerError('layer_options: unknown kind(s) %s (conv, lrn, '
+                          'concat, pool)' % ', '.join(sorted(unknown)))
+
+    def kind(cls, name, **fixed):
+        kwargs = dict(fixed, impl=impl)
+        kwargs.update(options.get(name, {}))
+        return functools.partial(cls, **kwargs)
+    return (kind(layers.Conv2DLayer, 'conv', W=W, bias_relu=impl),
+            kind(layers.LRNLayer, 'lrn'),
+            kind(layers.ConcatLayer, 'concat'),
+            kind(CaffeMaxPool2DLayer, 'pool'))
 
 
 def _check_shapes(net, image_size):

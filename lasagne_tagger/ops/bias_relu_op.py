@@ -25,15 +25,16 @@ NaN for NaN and for ``-inf``), the input gradient is
 ``0.5 * g + 0.5 * g * sgn(s)`` bit for bit (``g / 2`` where ``s == 0``, as
 Lasagne's), and the bias gradient is the same float64 sum in another
 order.  Both ops have a NumPy ``perform``; the tests compare them with the
-Lasagne graph.  This module imports Theano; import it lazily.
+Lasagne graph.  The C code is ``bias_relu_op.c``.  This module imports
+Theano; import it lazily.
 """
 import numpy as np
 from ..runtime import _theano  # noqa: F401 (prepares Theano)
 import theano.tensor as T
-from theano.gof import Apply, OpenMPOp
+from theano.gof import Apply
 from theano.gradient import grad_not_implemented
 
-from .c_support import alloc_output, cache_version, plane_loop
+from .c_support import CFileOp
 
 __all__ = ['BiasReLU', 'BiasReLUGrad']
 
@@ -60,86 +61,39 @@ def _preactivation(x, b):
     return x + b[None, :, None, None]
 
 
-class _Base(OpenMPOp):
+class _Base(CFileOp):
     __props__ = ()
+    c_file = 'bias_relu_op.c'
+    c_version = 6
+    gradient = False
 
-    def c_code_cache_version(self):
-        return cache_version(5, self, __file__)
-
-
-def _inputs_c(name, xs, bs, fail):
-    """C lines taking contiguous copies of the ``(x, b)`` inputs into the
-    arrays ``xc``/``bc`` and their data into ``xd``/``bd``, checking that
-    they agree (images, rows, columns, one bias per channel); ``N``,
-    ``HW``, each pair's channels ``cs`` and offsets ``off`` into the
-    concatenated channels, ``CT`` the total.  ``LT_BR_RELEASE`` drops the
-    copies."""
-    k = len(xs)
-    lines = [r"""
-        PyArrayObject* xc[%(k)d] = {0};
-        PyArrayObject* bc[%(k)d] = {0};
-        #define LT_BR_RELEASE for (int i_ = 0; i_ < %(k)d; ++i_) \
-            { Py_XDECREF(xc[i_]); Py_XDECREF(bc[i_]); }
-""" % dict(k=k)]
-    for i, (x, b) in enumerate(zip(xs, bs)):
-        lines.append(r"""
-        xc[%(i)d] = PyArray_GETCONTIGUOUS(%(x)s);
-        bc[%(i)d] = PyArray_GETCONTIGUOUS(%(b)s);
-        if (!xc[%(i)d] || !bc[%(i)d]) { LT_BR_RELEASE %(fail)s; }
-""" % dict(i=i, x=x, b=b, fail=fail))
-    lines.append(r"""
-        const npy_intp N = PyArray_DIMS(xc[0])[0];
-        const npy_intp H = PyArray_DIMS(xc[0])[2], W = PyArray_DIMS(xc[0])[3];
-        const npy_intp HW = H * W;
-        npy_intp cs[%(k)d], off[%(k)d + 1];
-        const dtype_%(x0)s* xd[%(k)d];
-        const dtype_%(x0)s* bd[%(k)d];
-        off[0] = 0;
-        for (int i = 0; i < %(k)d; ++i) {
-            cs[i] = PyArray_DIMS(xc[i])[1];
-            off[i + 1] = off[i] + cs[i];
-            if (PyArray_DIMS(xc[i])[0] != N || PyArray_DIMS(xc[i])[2] != H
-                    || PyArray_DIMS(xc[i])[3] != W) {
-                PyErr_Format(PyExc_ValueError, "%(name)s: input %%d is "
-                             "(%%ld, %%ld, %%ld, %%ld), input 0 has %%ld "
-                             "images of %%ld x %%ld", i,
-                             (long)PyArray_DIMS(xc[i])[0], (long)cs[i],
-                             (long)PyArray_DIMS(xc[i])[2],
-                             (long)PyArray_DIMS(xc[i])[3], (long)N, (long)H,
-                             (long)W);
-                LT_BR_RELEASE %(fail)s;
-            }
-            if (PyArray_DIMS(bc[i])[0] != cs[i]) {
-                PyErr_Format(PyExc_ValueError, "%(name)s: %%ld channels but "
-                             "%%ld biases", (long)cs[i],
-                             (long)PyArray_DIMS(bc[i])[0]);
-                LT_BR_RELEASE %(fail)s;
-            }
-            xd[i] = (const dtype_%(x0)s*)PyArray_DATA(xc[i]);
-            bd[i] = (const dtype_%(x0)s*)PyArray_DATA(bc[i]);
-        }
-        const npy_intp CT = off[%(k)d];
-""" % dict(k=k, x0=xs[0], name=name, fail=fail))
-    return ''.join(lines)
+    def c_macros(self, node):
+        pairs = len(node.outputs) // 2 if self.gradient else \
+            len(node.inputs) // 2
+        macros = [('DTYPE', 'npy_' + node.inputs[0].dtype),
+                  ('LT_NAME', '"%s"' % type(self).__name__),
+                  ('LT_PAIRS', pairs),
+                  ('LT_XS', _c_list('INPUT_%d', 0, pairs)),
+                  ('LT_BS', _c_list('INPUT_%d', 1, pairs))]
+        if self.gradient:
+            macros += [('LT_GY', 'INPUT_%d' % (2 * pairs)),
+                       ('LT_GXS', _c_list('&OUTPUT_%d', 0, pairs)),
+                       ('LT_GBS', _c_list('&OUTPUT_%d', 1, pairs))]
+        return macros
 
 
-# the start of one (image, concatenated channel) plane: which pair it comes
-# from (i), its channel there (c), its bias and input plane
-_PLANE = r"""
-            const npy_intp n = plane / CT, ct = plane %% CT;
-            int i = 0;
-            while (ct >= off[i + 1]) ++i;
-            const npy_intp c = ct - off[i];
-            const dtype_%(x)s bias = bd[i][c];
-            const npy_intp src = (n * cs[i] + c) * HW;
-            const dtype_%(x)s* xp = xd[i] + src;
-"""
+def _c_list(template, start, pairs):
+    """A C initializer listing ``template % i`` for every other ``i`` from
+    ``start``: one for each pair."""
+    return '{%s}' % ', '.join(template % (start + 2 * i)
+                              for i in range(pairs))
 
 
 class BiasReLU(_Base):
     """``y = rectify(x + b[c])`` for a 4D ``x`` and a bias per channel;
     given several pairs ``(x1, b1, x2, b2, ...)`` (the same images, rows
     and columns), their results concatenated along the channel axis."""
+    c_section = 'forward'
 
     def make_node(self, *args):
         pairs = _pairs('BiasReLU', args)
@@ -166,37 +120,12 @@ class BiasReLU(_Base):
         gy, = output_grads
         return BiasReLUGrad(openmp=self.openmp)(*(list(inputs) + [gy]))
 
-    def c_code(self, node, name, inputs, outputs, sub):
-        y, = outputs
-        xs, bs = inputs[0::2], inputs[1::2]
-        body = _PLANE + r"""
-            dtype_%(x)s* yp = yd + plane * HW;
-            for (npy_intp p = 0; p < HW; ++p) {
-                const dtype_%(x)s s = xp[p] + bias;
-                /* Lasagne's rectify, 0.5 * (s + |s|), literally: the same
-                   bits for every s, infinities and NaN included */
-                yp[p] = (dtype_%(x)s)0.5 * (s + (dtype_%(x)s)fabs(s));
-            }
-        """
-        return r"""
-        {
-        """ + _inputs_c('BiasReLU', xs, bs, sub['fail']) + (r"""
-        npy_intp dims[4] = {N, CT, H, W};
-        """ + alloc_output(y, 4, 'dims', 'xc[0]', 'LT_BR_RELEASE',
-                           '%(fail)s') + r"""
-        dtype_%(x)s* yd = (dtype_%(x)s*)PyArray_DATA(%(y)s);
-        int failed = 0;
-        """ + plane_loop(self.openmp, [], body, count='N * CT')
-            + r"""
-        LT_BR_RELEASE
-        #undef LT_BR_RELEASE
-        }
-        """) % dict(x=xs[0], y=y, fail=sub['fail'])
-
 
 class BiasReLUGrad(_Base):
     """``(gx1, gb1, gx2, gb2, ...)`` of :class:`BiasReLU` from
     ``(x1, b1, x2, b2, ..., gy)``."""
+    c_section = 'gradient'
+    gradient = True
 
     def make_node(self, *args):
         pairs = _pairs('BiasReLUGrad', args[:-1])
@@ -229,74 +158,3 @@ class BiasReLUGrad(_Base):
         # note: the second derivative is not needed for training.
         return [grad_not_implemented(self, i, v)
                 for i, v in enumerate(inputs)]
-
-    def c_code(self, node, name, inputs, outputs, sub):
-        xs, bs, gy = inputs[0:-1:2], inputs[1:-1:2], inputs[-1]
-        gxs, gbs = outputs[0::2], outputs[1::2]
-        k = len(xs)
-        release = 'LT_BR_RELEASE Py_DECREF(gc);'
-        allocs = ''.join(
-            alloc_output(gx, 4, 'PyArray_DIMS(xc[%d])' % i, 'xc[0]',
-                         release, '%(fail)s')
-            + alloc_output(gb, 1, 'PyArray_DIMS(bc[%d])' % i, 'xc[0]',
-                           release, '%(fail)s')
-            + '        od[%d] = (dtype_%%(x)s*)PyArray_DATA(%s);\n'
-              '        bo[%d] = (dtype_%%(x)s*)PyArray_DATA(%s);\n'
-            % (i, gx, i, gb)
-            for i, (gx, gb) in enumerate(zip(gxs, gbs)))
-        body = _PLANE + r"""
-            const dtype_%(x)s* gp = gd + plane * HW;
-            dtype_%(x)s* op = od[i] + src;
-            double acc = 0;
-            for (npy_intp p = 0; p < HW; ++p) {
-                const dtype_%(x)s s = xp[p] + bias;
-                const dtype_%(x)s sg = (dtype_%(x)s)((s > 0) - (s < 0));
-                const dtype_%(x)s h = (dtype_%(x)s)0.5 * gp[p];
-                /* Lasagne's 0.5 * g + 0.5 * g * sgn(s); NaN s gives NaN */
-                const dtype_%(x)s v = s != s ? s : h + h * sg;
-                op[p] = v;
-                acc += (double)v;
-            }
-            partial[plane] = acc;
-        """
-        return r"""
-        {
-        """ + _inputs_c('BiasReLUGrad', xs, bs, sub['fail']) + (r"""
-        PyArrayObject* gc = PyArray_GETCONTIGUOUS(%(gy)s);
-        if (!gc) { LT_BR_RELEASE %(fail)s; }
-        if (PyArray_NDIM(gc) != 4 || PyArray_DIMS(gc)[0] != N
-                || PyArray_DIMS(gc)[1] != CT || PyArray_DIMS(gc)[2] != H
-                || PyArray_DIMS(gc)[3] != W) {
-            PyErr_SetString(PyExc_ValueError,
-                            "BiasReLUGrad: gradient shape mismatch");
-            LT_BR_RELEASE Py_DECREF(gc);
-            %(fail)s;
-        }
-        dtype_%(x)s* od[%(k)d];
-        dtype_%(x)s* bo[%(k)d];
-        """ + allocs + r"""
-        const dtype_%(x)s* gd = (const dtype_%(x)s*)PyArray_DATA(gc);
-        double* partial = (double*)malloc(sizeof(double) * (N * CT + 1));
-        if (!partial) {
-            LT_BR_RELEASE Py_DECREF(gc);
-            PyErr_NoMemory();
-            %(fail)s;
-        }
-        int failed = 0;
-        """ + plane_loop(self.openmp, [], body, count='N * CT')
-            + r"""
-        /* each bias gradient: per channel, the planes' float64 sums over
-           images in order */
-        for (npy_intp ct = 0; ct < CT; ++ct) {
-            int i = 0;
-            while (ct >= off[i + 1]) ++i;
-            double acc = 0;
-            for (npy_intp n = 0; n < N; ++n) acc += partial[n * CT + ct];
-            bo[i][ct - off[i]] = (dtype_%(x)s)acc;
-        }
-        free(partial);
-        LT_BR_RELEASE
-        #undef LT_BR_RELEASE
-        Py_DECREF(gc);
-        }
-        """) % dict(x=xs[0], gy=gy, k=k, fail=sub['fail'])

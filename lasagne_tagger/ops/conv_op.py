@@ -36,17 +36,18 @@ added up in thread order.
 * :class:`CorrGemmGradWeights` ``gW`` from ``(x, gy)``.
 
 Each op has a NumPy ``perform``; the tests compare them with ``CorrMM``
-(values and gradients).  This module imports Theano; import it lazily.
+(values and gradients).  The C code is ``conv_op.c``.  This module imports
+Theano; import it lazily.
 """
 import numpy as np
 from ..runtime import _theano  # noqa: F401 (prepares Theano)
 import theano.tensor as T
-from theano.gof import Apply, OpenMPOp
+from theano.gof import Apply
 from theano.gradient import grad_not_implemented, grad_undefined
 from theano.tensor import blas_headers
 from theano.tensor.blas import blas_header_version, ldflags
 
-from .c_support import alloc_output, cache_version
+from .c_support import CFileOp
 
 __all__ = ['CorrGemm', 'CorrGemmGradInputs', 'CorrGemmGradWeights',
            'UNFOLD_BYTES', 'fuse_bias_relu', 'register_bias_relu_fusion']
@@ -83,10 +84,13 @@ def _unfold(x, kernel, stride, pad):
     return cols
 
 
-class _CorrGemmBase(OpenMPOp):
+class _CorrGemmBase(CFileOp):
     """Properties, BLAS set-up (as Theano's ``BaseCorrMM``) and the C
     helpers shared by the three ops."""
     __props__ = ('kernel', 'stride', 'pad', 'flip', 'unfold_bytes')
+    c_file = 'conv_op.c'
+    c_section = 'code'
+    c_version = 4
 
     def __init__(self, kernel, stride=(1, 1), pad=(0, 0), flip=False,
                  openmp=None, unfold_bytes=UNFOLD_BYTES):
@@ -116,17 +120,12 @@ class _CorrGemmBase(OpenMPOp):
             'mkl' if 'mkl' in flags else ''
 
     def c_support_code(self):
-        code = blas_headers.blas_header_text() + _MUTABLE
+        code = blas_headers.blas_header_text()
         if self._blas_type() == 'openblas':
             code += blas_headers.openblas_threads_text()
         elif self._blas_type() == 'mkl':
             code += blas_headers.mkl_threads_text()
-        return code
-
-    def c_support_code_apply(self, node, name):
-        sub = dict(self._sub(node), name=name)
-        return _UNFOLD % dict(sub, im2col=_IM2COL % sub,
-                              col2im=_COL2IM % sub)
+        return [code] + super(_CorrGemmBase, self).c_support_code()
 
     def c_libraries(self):
         return ldflags()
@@ -141,233 +140,42 @@ class _CorrGemmBase(OpenMPOp):
     def c_header_dirs(self):
         return ldflags(libs=False, include_dir=True)
 
-    def c_code_cache_version(self):
-        return cache_version(3, self, __file__, blas_header_version())
+    def c_version_extra(self):
+        return (blas_header_version(),)
 
-    def _sub(self, node):
-        """Format values: the GEMM and C type for the output's dtype, the
-        geometry, and OpenMP and BLAS thread calls (none without
-        OpenMP)."""
+    def _geometry(self, node, direction, a, b, shape=None, bias=None):
+        """The macros of ``conv_op.c``: the direction (0 forward, 1 weight
+        gradient, 2 input gradient, as Theano's ``CorrMM``), the inputs'
+        roles, the GEMM and C type for the output's dtype, the geometry,
+        and the OpenMP and BLAS thread calls (none without OpenMP)."""
         dtype = node.outputs[0].dtype
         if dtype not in ('float32', 'float64'):
             raise TypeError('%s: float32 or float64, got %s'
                             % (type(self).__name__, dtype))
         (kh, kw), (sh, sw), (ph, pw) = self.kernel, self.stride, self.pad
-        sub = dict(gemm='sgemm_' if dtype == 'float32' else 'dgemm_',
-                   ctype='float' if dtype == 'float32' else 'double',
-                   kh=kh, kw=kw, sh=sh, sw=sw, ph=ph, pw=pw,
-                   direct=int(self.direct), op=type(self).__name__,
-                   block=self.unfold_bytes or 0,
-                   flip=int(self.flip),
-                   omp='', threads='1', tid='0', set_blas='', get_blas='0')
         import theano
         # note: without blas.ldflags Theano's sgemm_ is a NumPy fallback
         # that calls the Python C-API, not safe from OpenMP threads: then
         # the images run one after another.
-        if self.openmp and theano.config.blas.ldflags:
-            sub.update(omp='#pragma omp parallel for schedule(static) '
-                           'num_threads(threads)',
-                       threads='omp_get_max_threads()',
-                       tid='omp_get_thread_num()')
-            if self._blas_type() == 'openblas':
-                sub.update(set_blas='openblas_set_num_threads',
-                           get_blas='openblas_get_num_threads()')
-            elif self._blas_type() == 'mkl':
-                sub.update(set_blas='mkl_set_num_threads',
-                           get_blas='mkl_get_max_threads()')
-        return sub
-
-    def _c_code(self, node, sub, parts):
-        """The op's C code: ``parts`` gives the input names (``a``, ``b``),
-        the shape lines, the output, the per-image body (and the
-        ``epilogue`` it may include), the lines after the loop and the
-        per-thread scratch the loop needs."""
-        s = dict(self._sub(node), fail=sub['fail'], epilogue='',
-                 empty_epilogue='')
-        s.update(parts)
-        s['mismatch'] = ('{ PyErr_SetString(PyExc_ValueError, "%s: shape '
-                         'mismatch"); LT_RELEASE %s; }'
-                         % (s['op'], sub['fail']))
-        for k in ('epilogue', 'empty_epilogue', 'scratch', 'scratch_missing',
-                  'scratch_free', 'body'):
-            s[k] = s[k] % s
-        return (_PROLOGUE + parts['shapes'] + _OUTPUT + _LOOP
-                + parts['after'] + _EPILOGUE) % s
-
-
-# The GEMMs' matrix arguments without const.  With an empty blas.ldflags
-# Theano's NumPy fallback defines sgemm_/dgemm_ with non-const A and B: a
-# C++ overload beside the declared BLAS function, which only a call with
-# non-const pointers reaches (a const call would need the BLAS symbol).
-_MUTABLE = r"""
-template <typename T> static inline T* lt_mut(const T* p)
-{ return const_cast<T*>(p); }
-#define LT_MUT(p) lt_mut(p)
-"""
-
-# Row-by-row unfolding (im2col) and folding back (col2im, adding), for one
-# image of C planes H x W into/from K = C*kh*kw rows of OH*OW columns.  For
-# each tap (c, i, j) the output columns whose input column lies inside the
-# image, [lo, hi), are found once per tap; the padding is zeros.  The
-# folding adds in the tap, row, column order CorrMM's col2im uses.
-_UNFOLD = r"""
-static void lt_flip_%(name)s(const %(ctype)s* w, npy_intp M, npy_intp C,
-                             %(ctype)s* out)
-{
-    /* out[m, c, i, j] = w[m, c, kh - 1 - i, kw - 1 - j] */
-    for (npy_intp mc = 0; mc < M * C; ++mc)
-        for (int i = 0; i < %(kh)d; ++i)
-            for (int j = 0; j < %(kw)d; ++j)
-                out[(mc * %(kh)d + i) * %(kw)d + j] =
-                    w[(mc * %(kh)d + %(kh)d - 1 - i) * %(kw)d + %(kw)d - 1 - j];
-}
-
-static void lt_taps_%(name)s(int W, int OW, int j, int* lo, int* hi)
-{
-    /* output columns ow with 0 <= ow * %(sw)d - %(pw)d + j < W */
-    const int a = %(pw)d - j;
-    *lo = a > 0 ? (a + %(sw)d - 1) / %(sw)d : 0;
-    const int b = W - 1 + %(pw)d - j;
-    *hi = b >= 0 ? b / %(sw)d + 1 : 0;
-    if (*lo > OW) *lo = OW;
-    if (*hi > OW) *hi = OW;
-    if (*hi < *lo) *hi = *lo;
-}
-
-%(im2col)s
-%(col2im)s"""
-
-def _tap_loop(signature, col, image_row, outside, inside):
-    """C function over every (channel, tap, output row) of one image: the
-    shared loop of im2col and col2im.  ``col`` and ``image_row`` declare
-    the unfolded row and the image row (``row[ow * sw]`` is the tap's input
-    at output column ``ow``), ``outside`` runs for output rows whose tap
-    row lies in the padding, ``inside`` otherwise, with ``[lo, hi)`` the
-    output columns inside the image."""
-    return r"""
-static void %s
-{
-    for (int c = 0; c < C; ++c)
-    for (int i = 0; i < %%(kh)d; ++i)
-    for (int j = 0; j < %%(kw)d; ++j) {
-        int lo, hi;
-        lt_taps_%%(name)s(W, OW, j, &lo, &hi);
-        %s = col_
-            + ((npy_intp)(c * %%(kh)d + i) * %%(kw)d + j) * (oh1 - oh0) * OW;
-        for (int oh = oh0; oh < oh1; ++oh, cp += OW) {
-            const int ih = oh * %%(sh)d - %%(ph)d + i;
-            if (ih < 0 || ih >= H) { %s continue; }
-            %s = im + ((npy_intp)c * H + ih) * W - %%(pw)d + j;
-            %s
-        }
-    }
-}
-""" % (signature, col, outside, image_row, inside)
-
-
-_IM2COL = _tap_loop(
-    'lt_im2col_%(name)s(const %(ctype)s* im, int C, int H, int W, int OH, '
-    'int OW, int oh0, int oh1, %(ctype)s* col_)', '%(ctype)s* cp',
-    'const %(ctype)s* row',
-    'for (int ow = 0; ow < OW; ++ow) cp[ow] = 0;',
-    'for (int ow = 0; ow < lo; ++ow) cp[ow] = 0;\n'
-    '            for (int ow = lo; ow < hi; ++ow) cp[ow] = row[ow * %(sw)d];\n'
-    '            for (int ow = hi; ow < OW; ++ow) cp[ow] = 0;')
-# note: adds in CorrMM's col2im order (tap, row, column), same sums
-_COL2IM = _tap_loop(
-    'lt_col2im_%(name)s(const %(ctype)s* col_, int C, int H, int W, int OH, '
-    'int OW, int oh0, int oh1, %(ctype)s* im)', 'const %(ctype)s* cp',
-    '%(ctype)s* row', '',
-    'for (int ow = lo; ow < hi; ++ow) row[ow * %(sw)d] += cp[ow];')
-
-
-# the start of a per-image body's loop over its blocks of rb output rows,
-# [oh0, oh1): Pb columns of the image's P
-_ROW_BLOCKS = r"""
-                for (npy_intp oh0 = 0; oh0 < OH; oh0 += rb) {
-                    const npy_intp oh1 = oh0 + rb < OH ? oh0 + rb : OH;
-                    int Pb = (int)((oh1 - oh0) * OW);
-"""
-
-# C lines shared by the three ops: contiguous copies of the inputs a and b
-# (released by LT_RELEASE), then the op's shape lines (setting N, C, H, W,
-# M, OH, OW and dims, the output shape), then the output.
-_PROLOGUE = r"""
-        {
-        PyArrayObject* ac = PyArray_GETCONTIGUOUS(%(a)s);
-        if (!ac) { %(fail)s; }
-        PyArrayObject* bc = PyArray_GETCONTIGUOUS(%(b)s);
-        if (!bc) { Py_DECREF(ac); %(fail)s; }
-        #define LT_RELEASE Py_DECREF(ac); Py_DECREF(bc);
-"""
-_OUTPUT = r"""
-        if (OH < 1 || OW < 1) %(mismatch)s
-""" + alloc_output('%(out)s', 4, 'dims', 'ac', 'LT_RELEASE', '%(fail)s') \
-    + r"""
-        const npy_intp K = C * %(kh)d * %(kw)d, P = OH * OW;
-        int Ki = (int)K, Mi = (int)M, Pi = (int)P;
-        /* an image unfolded in blocks of rb output rows (unfold_bytes) */
-        npy_intp rb = OH;
-        if (!%(direct)d && %(block)d > 0
-                && (npy_intp)sizeof(%(ctype)s) * K * P
-                   > 2 * (npy_intp)%(block)d) {
-            rb = %(block)d / ((npy_intp)sizeof(%(ctype)s) * K * OW);
-            if (rb < 1) rb = 1;
-        }
-        char NT = 'N', TR = 'T';
-        const %(ctype)s one = 1, zero = 0;
-        int threads = %(threads)s;
-        if (threads > N) threads = (int)N;
-        if (threads < 1) threads = 1;
-        /* per-thread unfolded images (none when direct), then the op's own
-           scratch */
-        %(ctype)s* col = %(direct)d ? NULL : (%(ctype)s*)malloc(
-            sizeof(%(ctype)s) * ((size_t)threads * K * P + 1));
-        %(scratch)s
-        if ((!%(direct)d && !col) || %(scratch_missing)s) {
-            free(col); %(scratch_free)s LT_RELEASE
-            PyErr_NoMemory();
-            %(fail)s;
-        }
-"""
-_LOOP = r"""
-        if (N > 0 && K > 0 && M > 0) {
-            const int saved_blas_threads = %(get_blas)s;
-            %(set_blas)s(1);
-            %(omp)s
-            for (npy_intp n = 0; n < N; ++n) {
-                const int t = %(tid)s;
-                %(ctype)s* colt = col ? col + (npy_intp)t * K * P : NULL;
-                %(body)s
-            }
-            %(set_blas)s(saved_blas_threads);
-        } else {
-            PyArray_FILLWBYTE(%(out)s, 0);   /* empty sums */
-            %(empty_epilogue)s
-        }
-"""
-_EPILOGUE = r"""
-        free(col);
-        %(scratch_free)s
-        LT_RELEASE
-        #undef LT_RELEASE
-        }
-"""
-
-
-# the filters the forward and input-gradient GEMMs use (op scratch)
-_WEIGHTS = r'''
-        /* the filters flipped (true convolution), when flip */
-        %(ctype)s* wf = %(flip)d ? (%(ctype)s*)malloc(
-            sizeof(%(ctype)s) * ((size_t)M * K + 1)) : NULL;
-        if (wf) lt_flip_%(name)s((const %(ctype)s*)PyArray_DATA(bc), M, C, wf);
-        const %(ctype)s* wd = %(flip)d ? wf
-                              : (const %(ctype)s*)PyArray_DATA(bc);
-'''
-
-# the _c_code parts of the two ops whose GEMMs read the filters
-_WITH_WEIGHTS = dict(scratch=_WEIGHTS, scratch_missing='(%(flip)d && !wf)',
-                     scratch_free='free(wf);', after='')
+        parallel = bool(self.openmp and theano.config.blas.ldflags)
+        blas = self._blas_type() if parallel else ''
+        get_blas, set_blas = {
+            'openblas': ('openblas_get_num_threads()',
+                         'openblas_set_num_threads(n)'),
+            'mkl': ('mkl_get_max_threads()', 'mkl_set_num_threads(n)'),
+        }.get(blas, ('0', '(void)(n)'))
+        return [('DTYPE', 'npy_' + dtype),
+                ('LT_GEMM', 'sgemm_' if dtype == 'float32' else 'dgemm_'),
+                ('LT_NAME', '"%s"' % type(self).__name__),
+                ('LT_DIRECTION', direction), ('LT_A', a), ('LT_B', b),
+                ('LT_SHAPE', shape or '0'), ('LT_BIAS', bias or '0'),
+                ('LT_BIAS_RELU', bias is not None),
+                ('LT_KH', kh), ('LT_KW', kw), ('LT_SH', sh), ('LT_SW', sw),
+                ('LT_PH', ph), ('LT_PW', pw), ('LT_DIRECT', self.direct),
+                ('LT_FLIP', self.flip), ('LT_BLOCK', self.unfold_bytes or 0),
+                ('LT_IMAGES_PARALLEL', parallel),
+                ('LT_BLAS_GET_THREADS', get_blas),
+                ('LT_BLAS_SET_THREADS(n)', set_blas)]
 
 
 class CorrGemm(_CorrGemmBase):
@@ -439,68 +247,9 @@ class CorrGemm(_CorrGemmBase):
         return [T.patternbroadcast(gx, x.broadcastable),
                 T.patternbroadcast(T.cast(gw, w.dtype), w.broadcastable)]
 
-    def c_code(self, node, name, inputs, outputs, sub):
-        x, w = inputs[:2]
-        bias = inputs[2] if self.bias_relu else None
-        return self._c_code(node, sub, dict(
-            _WITH_WEIGHTS, a=x, b=w, out=outputs[0], name=name,
-            epilogue=_BIAS_RELU if bias else '',
-            # no channels (K == 0): the sums are empty, y = rectify(b)
-            empty_epilogue=_BIAS_RELU_EMPTY if bias else '',
-            shapes=(r"""
-        const npy_intp M_ = PyArray_DIMS(%(bias)s)[0];
-        const char* bias_ = PyArray_BYTES(%(bias)s);
-        const npy_intp bias_step = PyArray_STRIDES(%(bias)s)[0];
-""".replace('%(bias)s', bias) if bias else '') + r"""
-        const npy_intp N = PyArray_DIMS(ac)[0], C = PyArray_DIMS(ac)[1];
-        const npy_intp H = PyArray_DIMS(ac)[2], W = PyArray_DIMS(ac)[3];
-        const npy_intp M = PyArray_DIMS(bc)[0];
-        if (PyArray_DIMS(bc)[1] != C || PyArray_DIMS(bc)[2] != %(kh)d
-                || PyArray_DIMS(bc)[3] != %(kw)d) %(mismatch)s
-""" + ('        if (M_ != M) %(mismatch)s\n' if bias else '') + r"""
-        if (H + 2 * %(ph)d < %(kh)d || W + 2 * %(pw)d < %(kw)d) %(mismatch)s
-        const npy_intp OH = (H + 2 * %(ph)d - %(kh)d) / %(sh)d + 1;
-        const npy_intp OW = (W + 2 * %(pw)d - %(kw)d) / %(sw)d + 1;
-        npy_intp dims[4] = {N, M, OH, OW};
-""",
-            body=r"""
-                const %(ctype)s* xn = (const %(ctype)s*)PyArray_DATA(ac)
-                                      + n * C * H * W;
-                %(ctype)s* yn = (%(ctype)s*)PyArray_DATA(%(out)s)
-                                + n * M * P;
-                /* column-major: y[n] (P x M) = col (P x K) * W (K x M),
-                   a GEMM per block of rows */
-""" + _ROW_BLOCKS + r"""                    if (colt) lt_im2col_%(name)s(xn, C, H, W, OH, OW,
-                                                 (int)oh0, (int)oh1, colt);
-                    %(gemm)s(&NT, &NT, &Pb, &Mi, &Ki, &one,
-                             LT_MUT(colt ? colt : xn + oh0 * OW),
-                             colt ? &Pb : &Pi, LT_MUT(wd), &Ki, &zero,
-                             yn + oh0 * OW, &Pi);
-                    %(epilogue)s
-                }
-"""))
-
-
-# CorrGemm's bias_relu: BiasReLU's arithmetic on the block just computed
-_BIAS_RELU = r"""
-                    for (npy_intp m = 0; m < M; ++m) {
-                        const %(ctype)s bm =
-                            *(const %(ctype)s*)(bias_ + m * bias_step);
-                        %(ctype)s* yb = yn + m * P + oh0 * OW;
-                        for (npy_intp p = 0; p < Pb; ++p) {
-                            const %(ctype)s v = yb[p] + bm;
-                            yb[p] = (%(ctype)s)0.5 * (v + (%(ctype)s)fabs(v));
-                        }
-                    }
-"""
-# ... and on the whole zero-filled output when the sums are empty
-_BIAS_RELU_EMPTY = r"""
-            for (npy_intp n = 0; n < N; ++n) {
-                %(ctype)s* yn = (%(ctype)s*)PyArray_DATA(%(out)s) + n * M * P;
-                const npy_intp oh0 = 0, Pb = P;
-""" + _BIAS_RELU + r"""
-            }
-"""
+    def c_macros(self, node):
+        return self._geometry(node, 0, a='INPUT_0', b='INPUT_1',
+                              bias='INPUT_2' if self.bias_relu else None)
 
 
 class CorrGemmGradInputs(_CorrGemmBase):
@@ -544,41 +293,9 @@ class CorrGemmGradInputs(_CorrGemmBase):
     def connection_pattern(self, node):
         return [[True], [True], [False]]
 
-    def c_code(self, node, name, inputs, outputs, sub):
-        w, gy, shape = inputs
-        return self._c_code(node, sub, dict(
-            _WITH_WEIGHTS, a=gy, b=w, out=outputs[0], name=name,
-            shapes=r"""
-        const npy_intp N = PyArray_DIMS(ac)[0], M = PyArray_DIMS(ac)[1];
-        const npy_intp OH = PyArray_DIMS(ac)[2], OW = PyArray_DIMS(ac)[3];
-        const npy_intp C = PyArray_DIMS(bc)[1];
-        if (PyArray_DIMS(%(shape)s)[0] != 2) %(mismatch)s
-        const npy_intp H = *(npy_int64*)PyArray_GETPTR1(%(shape)s, 0);
-        const npy_intp W = *(npy_int64*)PyArray_GETPTR1(%(shape)s, 1);
-        if (PyArray_DIMS(bc)[0] != M || PyArray_DIMS(bc)[2] != %(kh)d
-                || PyArray_DIMS(bc)[3] != %(kw)d || H < 1 || W < 1
-                || H + 2 * %(ph)d < %(kh)d || W + 2 * %(pw)d < %(kw)d
-                || (H + 2 * %(ph)d - %(kh)d) / %(sh)d + 1 != OH
-                || (W + 2 * %(pw)d - %(kw)d) / %(sw)d + 1 != OW) %(mismatch)s
-        npy_intp dims[4] = {N, C, H, W};
-""".replace('%(shape)s', shape),
-            body=r"""
-                const %(ctype)s* gn = (const %(ctype)s*)PyArray_DATA(ac)
-                                      + n * M * P;
-                %(ctype)s* out = (%(ctype)s*)PyArray_DATA(%(out)s)
-                                 + n * C * H * W;
-                /* column-major: col (P x K) = gy[n] (P x M) * W^T (M x K),
-                   a GEMM per block of rows, folded back block by block;
-                   direct, col is the input gradient itself */
-                if (colt)
-                    for (npy_intp i = 0; i < C * H * W; ++i) out[i] = 0;
-""" + _ROW_BLOCKS + r"""                    %(gemm)s(&NT, &TR, &Pb, &Ki, &Mi, &one,
-                             LT_MUT(gn + oh0 * OW), &Pi, LT_MUT(wd), &Ki, &zero,
-                             colt ? colt : out + oh0 * OW, colt ? &Pb : &Pi);
-                    if (colt) lt_col2im_%(name)s(colt, C, H, W, OH, OW,
-                                                 (int)oh0, (int)oh1, out);
-                }
-"""))
+    def c_macros(self, node):
+        return self._geometry(node, 2, a='INPUT_1', b='INPUT_0',
+                              shape='INPUT_2')
 
 
 class CorrGemmGradWeights(_CorrGemmBase):
@@ -605,59 +322,8 @@ class CorrGemmGradWeights(_CorrGemmBase):
         gw = gw[:, :, ::-1, ::-1] if self.flip else gw
         outputs[0][0] = np.ascontiguousarray(gw, dtype=x.dtype)
 
-    def c_code(self, node, name, inputs, outputs, sub):
-        x, gy = inputs
-        return self._c_code(node, sub, dict(
-            a=x, b=gy, out=outputs[0], name=name,
-            # per-thread partial sums, zeroed: a thread without images adds
-            # nothing; first[t]: the thread's next GEMM overwrites
-            scratch=r"""
-        %(ctype)s* local = (%(ctype)s*)calloc((size_t)threads * M * K + 1,
-                                              sizeof(%(ctype)s));
-        int* first = (int*)malloc(sizeof(int) * (threads + 1));
-        if (first) for (int t = 0; t < threads; ++t) first[t] = 1;
-""", scratch_missing='!local || !first',
-            scratch_free='free(local); free(first);',
-            shapes=r"""
-        const npy_intp N = PyArray_DIMS(ac)[0], C = PyArray_DIMS(ac)[1];
-        const npy_intp H = PyArray_DIMS(ac)[2], W = PyArray_DIMS(ac)[3];
-        const npy_intp M = PyArray_DIMS(bc)[1];
-        if (H + 2 * %(ph)d < %(kh)d || W + 2 * %(pw)d < %(kw)d) %(mismatch)s
-        const npy_intp OH = (H + 2 * %(ph)d - %(kh)d) / %(sh)d + 1;
-        const npy_intp OW = (W + 2 * %(pw)d - %(kw)d) / %(sw)d + 1;
-        if (PyArray_DIMS(bc)[0] != N || PyArray_DIMS(bc)[2] != OH
-                || PyArray_DIMS(bc)[3] != OW) %(mismatch)s
-        npy_intp dims[4] = {M, C, %(kh)d, %(kw)d};
-""",
-            body=r"""
-                const %(ctype)s* xn = (const %(ctype)s*)PyArray_DATA(ac)
-                                      + n * C * H * W;
-                const %(ctype)s* gn = (const %(ctype)s*)PyArray_DATA(bc)
-                                      + n * M * P;
-                /* column-major: local (K x M) += col^T (K x P) * gy[n]
-                   (P x M), a GEMM per block of rows */
-""" + _ROW_BLOCKS + r"""                    if (colt) lt_im2col_%(name)s(xn, C, H, W, OH, OW,
-                                                 (int)oh0, (int)oh1, colt);
-                    %(gemm)s(&TR, &NT, &Ki, &Mi, &Pb, &one,
-                             LT_MUT(colt ? colt : xn + oh0 * OW),
-                             colt ? &Pb : &Pi, LT_MUT(gn + oh0 * OW), &Pi,
-                             first[t] ? &zero : &one,
-                             local + t * M * K, &Ki);
-                    first[t] = 0;
-                }
-""",
-            after=r"""
-        /* in thread order, as CorrMM_gradWeights adds its partial sums;
-           when flip, into the first partial sum, then flipped */
-        %(ctype)s* od = (%(ctype)s*)PyArray_DATA(%(out)s);
-        %(ctype)s* sum = %(flip)d ? local : od;
-        for (npy_intp j = 0; j < M * K; ++j) {
-            %(ctype)s acc = 0;
-            for (int t = 0; t < threads; ++t) acc += local[t * M * K + j];
-            sum[j] = acc;
-        }
-        if (%(flip)d) lt_flip_%(name)s(local, M, C, od);
-"""))
+    def c_macros(self, node):
+        return self._geometry(node, 1, a='INPUT_0', b='INPUT_1')
 
 
 def fuse_bias_relu(node):

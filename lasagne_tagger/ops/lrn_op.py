@@ -20,15 +20,16 @@ same order as the graph (``beta = 0.75`` as ``sqrt(s) * sqrt(sqrt(s))``).
 s_c ** (beta + 1)``.
 
 Both ops have a NumPy ``perform``; the tests compare them with the graph
-(values and gradients).  This module imports Theano; import it lazily.
+(values and gradients).  The C code is ``lrn_op.c``.  This module imports
+Theano; import it lazily.
 """
 import numpy as np
 from ..runtime import _theano  # noqa: F401 (prepares Theano)
 import theano.tensor as T
-from theano.gof import Apply, OpenMPOp
+from theano.gof import Apply
 from theano.gradient import grad_not_implemented
 
-from .c_support import alloc_output, cache_version, grad_apply, plane_loop
+from .c_support import CFileOp, grad_apply
 
 __all__ = ['CaffeLRN', 'CaffeLRNGrad']
 
@@ -52,8 +53,10 @@ def _power(s, beta):
     return s ** s.dtype.type(beta)
 
 
-class _LRNBase(OpenMPOp):
+class _LRNBase(CFileOp):
     __props__ = ('alpha', 'k', 'beta', 'n')
+    c_file = 'lrn_op.c'
+    c_version = 5
 
     def __init__(self, alpha, k, beta, n, openmp=None):
         super(_LRNBase, self).__init__(openmp=openmp)
@@ -63,44 +66,17 @@ class _LRNBase(OpenMPOp):
             raise ValueError('LRN size n must be odd and positive, got %r'
                              % (n,))
 
-    def c_code_cache_version(self):
-        return cache_version(4, self, __file__)
-
-    def _c_setup(self, x):
-        """(C dtype name, format values, C lines filling ``S[0:HW]`` with
-        plane c of image xb's ``s``) for the input named ``x``."""
-        dtype = 'dtype_%s' % x
-        parts = self._c_parts(dtype)
-        return dtype, parts, self._scale_loop('xb', dtype) % parts
-
-    def _c_parts(self, dtype):
-        """Format values shared by both ops' C code (their plane loops:
-        :func:`lasagne_tagger.ops.c_support.plane_loop`)."""
-        if self.beta == 0.75:
-            power = 'ROOT = sqrt(s); P = ROOT * sqrt(ROOT);'
-        else:
-            power = 'P = pow(s, (%s)%r);' % (dtype, self.beta)
-        return dict(half=self.n // 2, alpha=repr(self.alpha),
-                    k=repr(self.k), beta=repr(self.beta),
-                    power=power)
-
-    @staticmethod
-    def _scale_loop(x_ptr, dtype):
-        """C lines filling ``S[p]`` for every pixel p of plane c of image
-        ``x_ptr``: one pass per channel of the window, in the graph's order,
-        each a plain loop over pixels the compiler vectorizes."""
-        return ('for (npy_intp p = 0; p < HW; ++p) S[p] = (%(dtype)s)%%(k)s;\n'
-                'for (npy_intp j = c - %%(half)s; j <= c + %%(half)s; ++j) {\n'
-                '    if (j < 0 || j >= C) continue;\n'
-                '    const %(dtype)s* xj = %(x)s + j * HW;\n'
-                '    for (npy_intp p = 0; p < HW; ++p)\n'
-                '        S[p] += (%(dtype)s)%%(alpha)s * (xj[p] * xj[p]);\n'
-                '}\n' % dict(dtype=dtype, x=x_ptr))
+    def c_macros(self, node):
+        return [('DTYPE', 'npy_' + node.inputs[0].dtype),
+                ('LT_HALF', self.n // 2), ('LT_K', repr(self.k)),
+                ('LT_ALPHA', repr(self.alpha)), ('LT_BETA', repr(self.beta)),
+                ('LT_BETA_IS_075', self.beta == 0.75)]
 
 
 class CaffeLRN(_LRNBase):
     """``y = LRN(x)`` over the channel axis of a 4D tensor (see the module
     docstring); ``alpha`` is per element, as in Lasagne 0.1."""
+    c_section = 'forward'
 
     def make_node(self, x):
         x = T.as_tensor_variable(x)
@@ -122,82 +98,10 @@ class CaffeLRN(_LRNBase):
         return [CaffeLRNGrad(self.alpha, self.k, self.beta, self.n,
                              openmp=self.openmp)(x, gy)]
 
-    def c_code(self, node, name, inputs, outputs, sub):
-        x, = inputs
-        y, = outputs
-        dtype, parts, scale = self._c_setup(x)
-        loop = plane_loop(self.openmp, [], _FORWARD_PLANE) % dict(
-            parts, dtype=dtype, scale=scale)
-        return r"""
-        {
-        PyArrayObject* xc = PyArray_GETCONTIGUOUS(%(x)s);
-        if (!xc) { %(fail)s; }
-        const npy_intp N = PyArray_DIMS(xc)[0], C = PyArray_DIMS(xc)[1];
-        const npy_intp HW = PyArray_DIMS(xc)[2] * PyArray_DIMS(xc)[3];
-        %(alloc)s
-        const %(dtype)s* xd = (const %(dtype)s*)PyArray_DATA(xc);
-        %(dtype)s* yd = (%(dtype)s*)PyArray_DATA(%(y)s);
-%(loop)s        Py_DECREF(xc);
-        }
-        """ % dict(x=x, y=y, dtype=dtype, loop=loop, fail=sub['fail'],
-                   alloc=alloc_output(y, 4, 'PyArray_DIMS(xc)', 'xc',
-                                      'Py_DECREF(xc);', sub['fail']))
-
-
-# CaffeLRN, one plane (plane_loop's body)
-_FORWARD_PLANE = r'''
-            const npy_intp b = plane / C, c = plane %% C;
-            const %(dtype)s* xb = xd + b * C * HW;
-            const %(dtype)s* xp = xd + plane * HW;
-            %(dtype)s* S = yd + plane * HW;   /* s, then y, in place */
-            %(scale)s
-            for (npy_intp p = 0; p < HW; ++p) {
-                const %(dtype)s s = S[p];
-                %(dtype)s ROOT, P;  /* P = s ** beta */
-                %(power)s
-                S[p] = xp[p] / P;
-            }
-'''
-
-# pass 1 of CaffeLRNGrad, one plane
-_GRAD_PASS1 = r'''
-            const npy_intp b = plane / C, c = plane %% C;
-            const %(dtype)s* xb = xd + b * C * HW;
-            const %(dtype)s* xp = xd + plane * HW;
-            const %(dtype)s* gp = gd + plane * HW;
-            %(dtype)s* S = od + plane * HW;
-            %(dtype)s* tp = t + plane * HW;
-            %(scale)s
-            for (npy_intp p = 0; p < HW; ++p) {
-                const %(dtype)s s = S[p];
-                %(dtype)s ROOT, P;  /* P = s ** beta */
-                %(power)s
-                S[p] = (%(dtype)s)1 / P;
-                tp[p] = gp[p] * xp[p] / (P * s);
-            }
-'''
-
-# pass 2 of CaffeLRNGrad, one plane (w: plane_loop's per-thread scratch)
-_GRAD_PASS2 = r'''
-            const npy_intp b = plane / C, c = plane %% C;
-            const %(dtype)s* tb = t + b * C * HW;
-            const %(dtype)s* xp = xd + plane * HW;
-            const %(dtype)s* gp = gd + plane * HW;
-            %(dtype)s* op = od + plane * HW;
-            for (npy_intp p = 0; p < HW; ++p) w[p] = 0;
-            for (npy_intp j = c - %(half)s; j <= c + %(half)s; ++j) {
-                if (j < 0 || j >= C) continue;
-                const %(dtype)s* tj = tb + j * HW;
-                for (npy_intp p = 0; p < HW; ++p) w[p] += tj[p];
-            }
-            for (npy_intp p = 0; p < HW; ++p)
-                op[p] = gp[p] * op[p] - (%(dtype)s)(2 * %(alpha)s * %(beta)s)
-                        * xp[p] * w[p];
-'''
-
 
 class CaffeLRNGrad(_LRNBase):
     """``gx`` for :class:`CaffeLRN` (see the module docstring)."""
+    c_section = 'gradient'
 
     def make_node(self, x, gy):
         return grad_apply(self, x, gy)
@@ -223,49 +127,3 @@ class CaffeLRNGrad(_LRNBase):
         # note: the second derivative is not needed for training.
         return [grad_not_implemented(self, 0, inputs[0]),
                 grad_not_implemented(self, 1, inputs[1])]
-
-    def c_code(self, node, name, inputs, outputs, sub):
-        x, gy = inputs
-        gx, = outputs
-        dtype, parts, scale = self._c_setup(x)
-        pass1 = plane_loop(self.openmp, [], _GRAD_PASS1) % dict(
-            parts, dtype=dtype, scale=scale)
-        pass2 = plane_loop(self.openmp, [(dtype, 'w', 'HW + 1')],
-                           _GRAD_PASS2) % dict(parts, dtype=dtype)
-        return r"""
-        {
-        PyArrayObject* xc = PyArray_GETCONTIGUOUS(%(x)s);
-        if (!xc) { %(fail)s; }
-        PyArrayObject* gc = PyArray_GETCONTIGUOUS(%(gy)s);
-        if (!gc) { Py_DECREF(xc); %(fail)s; }
-        if (!PyArray_SAMESHAPE(xc, gc)) {
-            PyErr_SetString(PyExc_ValueError,
-                            "CaffeLRNGrad: gradient shape mismatch");
-            Py_DECREF(xc); Py_DECREF(gc);
-            %(fail)s;
-        }
-        const npy_intp N = PyArray_DIMS(xc)[0], C = PyArray_DIMS(xc)[1];
-        const npy_intp HW = PyArray_DIMS(xc)[2] * PyArray_DIMS(xc)[3];
-        %(alloc)s
-        const %(dtype)s* xd = (const %(dtype)s*)PyArray_DATA(xc);
-        const %(dtype)s* gd = (const %(dtype)s*)PyArray_DATA(gc);
-        %(dtype)s* od = (%(dtype)s*)PyArray_DATA(%(gx)s);
-        /* pass 1: gx = 1 / s^beta (kept in the output) and t = gy x /
-           s^(beta + 1); pass 2: gx = gy gx - 2 alpha beta x (sum of t over
-           the window) */
-        %(dtype)s* t = (%(dtype)s*)malloc(sizeof(%(dtype)s) * N * C * HW);
-        if (!t) {
-            Py_DECREF(xc); Py_DECREF(gc);
-            PyErr_NoMemory();
-            %(fail)s;
-        }
-        int failed = 0;
-%(pass1)s%(pass2)s        free(t);
-        Py_DECREF(xc);
-        Py_DECREF(gc);
-        if (failed) { PyErr_NoMemory(); %(fail)s; }
-        }
-        """ % dict(x=x, gy=gy, gx=gx, dtype=dtype, pass1=pass1, pass2=pass2,
-                   fail=sub['fail'], alloc=alloc_output(
-                       gx, 4, 'PyArray_DIMS(xc)', 'xc',
-                       'Py_DECREF(xc); Py_DECREF(gc);', sub['fail']))

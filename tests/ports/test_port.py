@@ -7,7 +7,6 @@ so, where there is none.  Bundles are exchanged through files, as a real
 port would.
 """
 import importlib.util
-import json
 import os
 import shutil
 import subprocess

@@ -133,7 +133,7 @@ def test_width_one_equals_greedy_on_random_models(seed):
     (hyp,) = run(beam_search, model, beam_width=1, max_len=4)
     assert hyp.ids == ids
     # Greedy by hand: argmax of the allowed tokens at each step.
-    prefix, expected, expected_probs = [], [], []
+    prefix, expected_probs = [], []
     while len(prefix) < 4:
         lp = model.log_probs(prefix)
         lp[[0, 1] + prefix] = -np.inf

@@ -1,11 +1,9 @@
 """Features, the tag command and tag evaluation on a tiny trained system:
 a width-1/8 GoogLeNet at 32 px (1 epoch) and a small tagger."""
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from lasagne_tagger import cli
 from lasagne_tagger.tagging import features, pipeline
