@@ -430,14 +430,7 @@ def read_acs(root, missing='error', labels_required=True):
     base = find_acs_root(root)
     images = os.path.join(base, 'images')
     labels_path = os.path.join(base, 'labels.json')
-    if os.path.exists(labels_path) or labels_required:
-        if not os.path.exists(labels_path):
-            raise TaggerError('missing ACS labels file (expected labels.json '
-                              "with lines like \"0:  'blouses',\" next to "
-                              'images/)', labels_path)
-        classes = parse_acs_labels(_read_text(labels_path), labels_path)
-    else:
-        classes = list(ACS_CLASSES)
+    classes = _acs_classes(labels_path, labels_required)
     items, skipped = [], []
     for split, filename in ACS_SPLIT_FILES:
         split_path = os.path.join(base, filename)
@@ -447,30 +440,8 @@ def read_acs(root, missing='error', labels_required=True):
                 'listing paths like 0/n02854926/n02854926_1007_0)'
                 % ' and '.join(f for _, f in ACS_SPLIT_FILES), split_path)
         seen = {}
-        for lineno, raw in enumerate(_read_text(split_path).splitlines(), 1):
-            entry = raw.strip().replace('\\', '/')
-            if not entry or entry.startswith('#'):
-                continue
-            parts = entry.split('/')
-            if (len(parts) < 2 or entry.startswith('/')
-                    or any(p in ('', '.', '..') for p in parts)):
-                raise TaggerError('line %d: expected a path relative to '
-                                  'images/ like <class id>/<synset>/<name>, '
-                                  'found %r' % (lineno, entry[:80]),
-                                  split_path)
-            if not re.fullmatch(r'\d+', parts[0]):
-                raise TaggerError('line %d: the first path component must '
-                                  'be the class id, found %r in %r'
-                                  % (lineno, parts[0], entry[:80]),
-                                  split_path)
-            label = int(parts[0])
-            if label >= len(classes):
-                raise TaggerError('line %d: class id %d out of range (%s '
-                                  'has %d classes, ids 0..%d)'
-                                  % (lineno, label,
-                                     os.path.basename(labels_path),
-                                     len(classes), len(classes) - 1),
-                                  split_path)
+        for lineno, entry, label in _acs_split_lines(split_path, classes,
+                                                     labels_path):
             # note: the raw split files are used as given, except that an
             # entry repeated within one file is kept once (a repeat would
             # only weight that image twice per epoch).
@@ -497,6 +468,46 @@ def read_acs(root, missing='error', labels_required=True):
             raise TaggerError('split file lists no images', split_path)
     return Dataset('acs', images, classes, items, kind='acs',
                    skipped=skipped)
+
+
+def _acs_classes(labels_path, labels_required):
+    """The class names from ``labels.json``; :data:`ACS_CLASSES` when the
+    file is missing and not ``labels_required``."""
+    if os.path.exists(labels_path) or labels_required:
+        if not os.path.exists(labels_path):
+            raise TaggerError('missing ACS labels file (expected labels.json '
+                              "with lines like \"0:  'blouses',\" next to "
+                              'images/)', labels_path)
+        return parse_acs_labels(_read_text(labels_path), labels_path)
+    return list(ACS_CLASSES)
+
+
+def _acs_split_lines(split_path, classes, labels_path):
+    """``(line number, entry, class id)`` for each entry of an ACS split
+    file (blank and ``#`` lines skipped), each checked to be a relative
+    path ``<class id>/.../<name>`` with a class id in range."""
+    for lineno, raw in enumerate(_read_text(split_path).splitlines(), 1):
+        entry = raw.strip().replace('\\', '/')
+        if not entry or entry.startswith('#'):
+            continue
+        parts = entry.split('/')
+        if (len(parts) < 2 or entry.startswith('/')
+                or any(p in ('', '.', '..') for p in parts)):
+            raise TaggerError('line %d: expected a path relative to '
+                              'images/ like <class id>/<synset>/<name>, '
+                              'found %r' % (lineno, entry[:80]), split_path)
+        if not re.fullmatch(r'\d+', parts[0]):
+            raise TaggerError('line %d: the first path component must be '
+                              'the class id, found %r in %r'
+                              % (lineno, parts[0], entry[:80]), split_path)
+        label = int(parts[0])
+        if label >= len(classes):
+            raise TaggerError('line %d: class id %d out of range (%s has %d '
+                              'classes, ids 0..%d)'
+                              % (lineno, label, os.path.basename(labels_path),
+                                 len(classes), len(classes) - 1),
+                              split_path)
+        yield lineno, entry, label
 
 
 def _find_image(images, entry):
@@ -601,46 +612,59 @@ def extract_acs(archive, dest, progress=True):
         with open(archive, 'rb') as raw, \
                 progress_bar(total, 'extracting %s' % name, enabled=progress,
                          unit='B') as bar:
-            try:
-                tar = tarfile.open(fileobj=raw, mode='r|*')
-            except tarfile.TarError as exc:
-                raise TaggerError('not a readable tar archive (%s)' % exc,
-                                  archive) from None
-            with tar:
-                done = 0
-                try:
-                    for member in tar:
-                        _check_member(member, archive)
-                        tar.extract(member, tmp, set_attrs=False,
-                                    filter='data')
-                        pos = raw.tell()
-                        bar.update(pos - done)
-                        done = pos
-                    bar.update(max(0, total - done))
-                except tarfile.FilterError as exc:
-                    raise TaggerError('refusing to extract (%s)' % exc,
-                                      archive) from None
-                except (tarfile.TarError, EOFError) as exc:
-                    raise TaggerError('corrupt or truncated archive (%s)'
-                                      % exc, archive) from None
-        top = [n for n in os.listdir(tmp)]
-        if len(top) == 1 and os.path.isdir(os.path.join(tmp, top[0])):
-            source, target = os.path.join(tmp, top[0]), \
-                os.path.join(dest, top[0])
-        else:
-            source, target = tmp, os.path.join(dest, stem)
-        if not top:
-            raise TaggerError('archive is empty', archive)
-        if os.path.exists(target):
-            raise TaggerError('extracted folder %s already exists; remove it '
-                              'or extract elsewhere' % target, archive)
-        os.rename(source, target)
-        return target
+            _extract_members(raw, archive, tmp, bar, total)
+        return _move_into_place(tmp, dest, stem, archive)
     except OSError as exc:
         raise TaggerError('extraction failed (%s); nothing was left in %s'
                           % (exc.strerror or exc, dest), archive) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _extract_members(raw, archive, tmp, bar, total):
+    """Extract the tar stream ``raw`` (of ``archive``) into ``tmp``,
+    member by member, each checked first; ``bar`` counts compressed bytes
+    read, of ``total``."""
+    try:
+        tar = tarfile.open(fileobj=raw, mode='r|*')
+    except tarfile.TarError as exc:
+        raise TaggerError('not a readable tar archive (%s)' % exc,
+                          archive) from None
+    with tar:
+        done = 0
+        try:
+            for member in tar:
+                _check_member(member, archive)
+                tar.extract(member, tmp, set_attrs=False, filter='data')
+                pos = raw.tell()
+                bar.update(pos - done)
+                done = pos
+            bar.update(max(0, total - done))
+        except tarfile.FilterError as exc:
+            raise TaggerError('refusing to extract (%s)' % exc,
+                              archive) from None
+        except (tarfile.TarError, EOFError) as exc:
+            raise TaggerError('corrupt or truncated archive (%s)' % exc,
+                              archive) from None
+
+
+def _move_into_place(tmp, dest, stem, archive):
+    """Rename what ``archive`` extracted into ``tmp`` to its place in
+    ``dest``: its single top-level folder as it is named, or everything
+    as ``dest/<stem>``; returns that folder."""
+    top = os.listdir(tmp)
+    if len(top) == 1 and os.path.isdir(os.path.join(tmp, top[0])):
+        source, target = os.path.join(tmp, top[0]), os.path.join(dest,
+                                                                 top[0])
+    else:
+        source, target = tmp, os.path.join(dest, stem)
+    if not top:
+        raise TaggerError('archive is empty', archive)
+    if os.path.exists(target):
+        raise TaggerError('extracted folder %s already exists; remove it '
+                          'or extract elsewhere' % target, archive)
+    os.rename(source, target)
+    return target
 
 
 def read_dataset(root, missing='error'):

@@ -257,22 +257,28 @@ def plot_confusion(confusion, class_names, out_png, title=None,
     ax.set_xlabel('predicted')
     ax.set_ylabel('true')
     if n <= _ANNOTATE_LIMIT:
-        size = 'small' if n <= 10 else 'x-small'
-        for i in range(n):
-            for j in range(n):
-                value = values[i, j]
-                if normalize:
-                    text = '%.2f' % value
-                elif value == int(value):
-                    text = '%d' % value
-                else:
-                    text = '%.3g' % value
-                ax.text(j, i, text, ha='center', va='center', fontsize=size,
-                        color='white' if value > 0.5 * vmax else 'black')
+        _annotate_cells(ax, values, normalize, vmax)
     heading = [line for line in (title, summary) if line]
     if heading:
         ax.set_title('\n'.join(heading))
     return _save(fig, out_png)
+
+
+def _annotate_cells(ax, values, normalize, vmax):
+    """Write each cell's value in it: fractions to 2 decimals, whole
+    counts as integers, white on dark cells."""
+    import numpy as np
+    n = values.shape[0]
+    size = 'small' if n <= 10 else 'x-small'
+    for (i, j), value in np.ndenumerate(values):
+        if normalize:
+            text = '%.2f' % value
+        elif value == int(value):
+            text = '%d' % value
+        else:
+            text = '%.3g' % value
+        ax.text(j, i, text, ha='center', va='center', fontsize=size,
+                color='white' if value > 0.5 * vmax else 'black')
 
 
 def plot_tag_accuracy(iterations, accuracies, out_png, title=None):

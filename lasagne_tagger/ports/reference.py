@@ -438,16 +438,7 @@ def export_reference(out, photos=None, cnn=None, tagger=None, seed=0,
     else:
         net, cnn_info = random_cnn(seed, width, image_size, num_classes)
     size = cnn_info['image_size']
-    bad = []
-    if photos:
-        from ..data.preprocess import load_crops
-        crops, names, bad = load_crops(photos, size=size, upscale=upscale)
-        if not crops:
-            raise TaggerError('no readable photo among %d given: %s'
-                              % (len(photos), bad[0][1]))
-        crops = np.stack(crops)
-    else:
-        crops, names = embedded_crops(size, count, seed)
+    crops, names, bad = _reference_crops(photos, size, upscale, count, seed)
     layers = cnn_info['layers']
     log('compiling the GoogLeNet forward pass (%d outputs)' % len(layers))
     forward = _compile_forward(net, layers)
@@ -468,30 +459,14 @@ def export_reference(out, photos=None, cnn=None, tagger=None, seed=0,
             width_f, seed, hidden_size,
             features=acts[layers.index(googlenet.FEATURE_LAYER)].reshape(
                 len(crops), -1))
-    feature_layer = t_info['feature_layer']
-    if feature_layer not in layers:
-        raise TaggerError('the tagger reads layer %r, which the CNN lacks'
-                          % feature_layer, tagger)
-    feats = acts[layers.index(feature_layer)].reshape(len(crops), -1)
-    if feats.shape[1] != t_info['feature_size']:
-        raise TaggerError('tagger expects %d-d features, the CNN\'s %s gives '
-                          '%d' % (t_info['feature_size'], feature_layer,
-                                  feats.shape[1]), tagger)
+    feats = _tagger_features(acts, layers, t_info, tagger)
     log('compiling the greedy decoder')
     greedy = compile_greedy(t_net, max_len, trace=True)
     tokens, token_probs, cells, hids, probs = greedy(feats)
     tokens = np.asarray(tokens, dtype=np.int32)
     tags = bundle.decode_tags(tokens, vocab.to_dict())
 
-    from ..data.preprocess import to_network_input
-    arrays = OrderedDict([
-        ('inputs/crops', crops.astype(np.uint8)),
-        ('inputs/batch', to_network_input(crops)),
-        ('inputs/names', np.array(names, dtype=object))])
-    for key, value in cnn_weights(net).items():
-        arrays['weights/' + key] = value
-    for key, value in tagger_weights(t_net).items():
-        arrays['weights/' + key] = value
+    arrays = _inputs_and_weights(crops, names, net, t_net)
     for name, value in zip(layers, acts):
         arrays['activations/cnn/' + name] = value
     arrays['activations/tagger/features'] = feats
@@ -514,3 +489,49 @@ def export_reference(out, photos=None, cnn=None, tagger=None, seed=0,
     bundle.write_bundle(out, meta, {'cnn': cnn_model,
                                     'tagger': tagger_model}, arrays)
     return list(zip(names, tags)), bad
+
+
+def _reference_crops(photos, size, upscale, count, seed):
+    """(crops as one uint8 array, names, unreadable photos as (path,
+    message)): ``photos`` cropped to ``size``, or the embedded set of
+    ``count`` images."""
+    if not photos:
+        crops, names = embedded_crops(size, count, seed)
+        return crops, names, []
+    from ..data.preprocess import load_crops
+    crops, names, bad = load_crops(photos, size=size, upscale=upscale)
+    if not crops:
+        raise TaggerError('no readable photo among %d given: %s'
+                          % (len(photos), bad[0][1]))
+    return np.stack(crops), names, bad
+
+
+def _tagger_features(acts, layers, t_info, tagger):
+    """The tagger's input, one row an image: the activations of the layer
+    it reads (``t_info['feature_layer']``), checked to be there and of
+    its width (else ``TaggerError`` naming ``tagger``)."""
+    feature_layer = t_info['feature_layer']
+    if feature_layer not in layers:
+        raise TaggerError('the tagger reads layer %r, which the CNN lacks'
+                          % feature_layer, tagger)
+    act = acts[layers.index(feature_layer)]
+    feats = act.reshape(len(act), -1)
+    if feats.shape[1] != t_info['feature_size']:
+        raise TaggerError('tagger expects %d-d features, the CNN\'s %s gives '
+                          '%d' % (t_info['feature_size'], feature_layer,
+                                  feats.shape[1]), tagger)
+    return feats
+
+
+def _inputs_and_weights(crops, names, net, t_net):
+    """The bundle's ``inputs/`` and ``weights/`` arrays, in order."""
+    from ..data.preprocess import to_network_input
+    arrays = OrderedDict([
+        ('inputs/crops', crops.astype(np.uint8)),
+        ('inputs/batch', to_network_input(crops)),
+        ('inputs/names', np.array(names, dtype=object))])
+    for key, value in cnn_weights(net).items():
+        arrays['weights/' + key] = value
+    for key, value in tagger_weights(t_net).items():
+        arrays['weights/' + key] = value
+    return arrays

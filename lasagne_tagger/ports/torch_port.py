@@ -477,42 +477,20 @@ def run_port(reference_path, out_path, dtype='float32', device='cpu',
         if dtype not in DTYPES:
             raise TaggerError('dtype must be one of %s, got %r'
                               % (', '.join(DTYPES), dtype))
-        pre = ref.meta.get('preprocessing')
-        pre = json.loads(pre) if isinstance(pre, str) else (pre or {})
-        if pre and (pre.get('channel_order', 'BGR') != 'BGR'
-                    or tuple(pre.get('mean_bgr', BGR_MEAN)) != BGR_MEAN):
-            raise TaggerError('reference preprocessing %s is not the one '
-                              'this port implements (BGR minus %s)'
-                              % (pre, BGR_MEAN), reference_path)
+        pre = _check_preprocessing(ref, reference_path)
         crops = ref.array('inputs/crops')
         names = ref.array('inputs/names') if 'inputs/names' in ref else \
             np.array(['image %d' % i for i in range(len(crops))],
                      dtype=object)
         net = GoogLeNet(ref.weights('cnn'), dtype, device, channels_last,
                         source=reference_path)
-        t_info = ref.model('tagger')
-        tagger = None
-        if t_info is not None:
-            tagger = Tagger(ref.weights('tagger'), t_info['max_len'], dtype,
-                            device, source=reference_path)
-            if t_info.get('feature_layer', FEATURE_LAYER) != FEATURE_LAYER:
-                raise TaggerError('this port feeds the tagger from %s, the '
-                                  'reference from %r' % (
-                                      FEATURE_LAYER,
-                                      t_info.get('feature_layer')),
-                                  reference_path)
+        tagger, t_info = _port_tagger(ref, dtype, device, reference_path)
         model = _model_description(ref, net, tagger)
         meta = dict(ref.meta)
         ref_digest = meta.get('weights_sha256')
     batch = preprocess(crops, dtype)
     t0 = time.time()
-    acts = OrderedDict()
-    with torch.inference_mode():
-        for start in range(0, len(batch), batch_size):
-            got = net.forward(batch[start:start + batch_size])
-            for name, value in got.items():
-                acts.setdefault(name, []).append(_numpy(value))
-    acts = OrderedDict((k, np.concatenate(v)) for k, v in acts.items())
+    acts = _forward_all(torch, net, batch, batch_size)
     seconds = {'cnn_forward': time.time() - t0}
     log('port: GoogLeNet forward of %d images in %.2f s'
         % (len(batch), seconds['cnn_forward']))
@@ -527,21 +505,9 @@ def run_port(reference_path, out_path, dtype='float32', device='cpu',
         arrays['activations/cnn/' + name] = value
     tags = []
     if tagger is not None:
-        feats = acts[FEATURE_LAYER]
-        t0 = time.time()
-        with torch.inference_mode():
-            out = tagger.greedy(feats)
-        seconds['decode'] = time.time() - t0
-        tokens = _numpy(out['tokens'])
-        tags = bundle.decode_tags(tokens, t_info['vocabulary'])
-        arrays['activations/tagger/features'] = feats
-        for key in ('cell', 'hidden', 'probs'):
-            arrays['activations/tagger/' + key] = _numpy(out[key])
-        arrays['activations/tagger/live'] = bundle.live_steps(tokens)
-        arrays['decoded/tokens'] = tokens
-        arrays['decoded/token_probs'] = _numpy(out['token_probs'])
-        arrays['decoded/tags'] = np.array([json.dumps(t) for t in tags],
-                                          dtype=object)
+        tags, decoded, seconds['decode'] = _decode(
+            torch, tagger, acts[FEATURE_LAYER], t_info['vocabulary'])
+        arrays.update(decoded)
     port_meta = {
         'producer': 'lasagne_tagger.ports.torch_port (PyTorch %s)'
                     % torch.__version__,
@@ -560,6 +526,68 @@ def run_port(reference_path, out_path, dtype='float32', device='cpu',
     bundle.write_bundle(out_path, port_meta, model, arrays)
     return {'tags': list(zip([str(n) for n in names], tags)),
             'seconds': seconds}
+
+
+def _check_preprocessing(ref, reference_path):
+    """The reference bundle's preprocessing (a dict, empty when it names
+    none), refused unless it is the one this port implements."""
+    pre = ref.meta.get('preprocessing')
+    pre = json.loads(pre) if isinstance(pre, str) else (pre or {})
+    if pre and (pre.get('channel_order', 'BGR') != 'BGR'
+                or tuple(pre.get('mean_bgr', BGR_MEAN)) != BGR_MEAN):
+        raise TaggerError('reference preprocessing %s is not the one this '
+                          'port implements (BGR minus %s)'
+                          % (pre, BGR_MEAN), reference_path)
+    return pre
+
+
+def _port_tagger(ref, dtype, device, reference_path):
+    """(the port's tagger, its model description) from the reference
+    bundle, or (None, None) when the bundle has no tagger."""
+    t_info = ref.model('tagger')
+    if t_info is None:
+        return None, None
+    tagger = Tagger(ref.weights('tagger'), t_info['max_len'], dtype, device,
+                    source=reference_path)
+    if t_info.get('feature_layer', FEATURE_LAYER) != FEATURE_LAYER:
+        raise TaggerError('this port feeds the tagger from %s, the '
+                          'reference from %r'
+                          % (FEATURE_LAYER, t_info.get('feature_layer')),
+                          reference_path)
+    return tagger, t_info
+
+
+def _forward_all(torch, net, batch, batch_size):
+    """Every layer's activations for ``batch``, ``batch_size`` images at a
+    time, as NumPy arrays in the network's order."""
+    acts = OrderedDict()
+    with torch.inference_mode():
+        for start in range(0, len(batch), batch_size):
+            got = net.forward(batch[start:start + batch_size])
+            for name, value in got.items():
+                acts.setdefault(name, []).append(_numpy(value))
+    return OrderedDict((k, np.concatenate(v)) for k, v in acts.items())
+
+
+def _decode(torch, tagger, feats, vocabulary):
+    """(tags per image, the bundle's ``activations/tagger/`` and
+    ``decoded/`` arrays, the seconds decoding took): greedy decoding of
+    ``feats``."""
+    t0 = time.time()
+    with torch.inference_mode():
+        out = tagger.greedy(feats)
+    seconds = time.time() - t0
+    tokens = _numpy(out['tokens'])
+    tags = bundle.decode_tags(tokens, vocabulary)
+    arrays = OrderedDict([('activations/tagger/features', feats)])
+    for key in ('cell', 'hidden', 'probs'):
+        arrays['activations/tagger/' + key] = _numpy(out[key])
+    arrays['activations/tagger/live'] = bundle.live_steps(tokens)
+    arrays['decoded/tokens'] = tokens
+    arrays['decoded/token_probs'] = _numpy(out['token_probs'])
+    arrays['decoded/tags'] = np.array([json.dumps(t) for t in tags],
+                                      dtype=object)
+    return tags, arrays, seconds
 
 
 def opts_parser():

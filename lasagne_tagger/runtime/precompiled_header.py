@@ -130,25 +130,31 @@ def header_folder(block, preargs, include_dirs, base=None):
             header = os.path.join(folder, 'Python.h')
             if not os.path.exists(header):
                 write_bytes(header, stub(block).encode())
-            errors = []
-            try:
-                with atomic_path(gch, what='precompile') as tmp:
-                    cmd = ([compiler, '-x', 'c++-header', '-g', '-w']
-                           + list(preargs)
-                           + ['-I%s' % d for d in include_dirs]
-                           + ['-fvisibility=hidden', header, '-o', tmp])
-                    done = subprocess.run(cmd, capture_output=True,
-                                          timeout=600)
-                    if done.returncode != 0:
-                        errors.append(done.stderr[-4000:])
-                        raise TaggerError('the compiler failed', gch)
-            except TaggerError:
-                if errors:
-                    write_bytes(failed, errors[0])
-                return None
+            return folder if _precompile(compiler, preargs, include_dirs,
+                                         header, gch, failed) else None
         except (OSError, subprocess.SubprocessError, TaggerError):
             return None
-    return folder
+
+
+def _precompile(compiler, preargs, include_dirs, header, gch, failed):
+    """Compile ``header`` into ``gch`` (atomically); on a compiler error
+    write its message to ``failed`` and return False."""
+    errors = []
+    try:
+        with atomic_path(gch, what='precompile') as tmp:
+            cmd = ([compiler, '-x', 'c++-header', '-g', '-w']
+                   + list(preargs)
+                   + ['-I%s' % d for d in include_dirs]
+                   + ['-fvisibility=hidden', header, '-o', tmp])
+            done = subprocess.run(cmd, capture_output=True, timeout=600)
+            if done.returncode != 0:
+                errors.append(done.stderr[-4000:])
+                raise TaggerError('the compiler failed', gch)
+    except TaggerError:
+        if errors:
+            write_bytes(failed, errors[0])
+        return False
+    return True
 
 
 def _with_header(original):
