@@ -8,9 +8,9 @@
 
      INPUT_i, OUTPUT_i       the node's i-th input/output (PyArrayObject*)
      DTYPE_INPUT_i, ...      their C element types (npy_float32, ...)
-     FAIL                    Theano's failure statement
+     FAIL                    Theano's failure code, as one statement
      APPLY_SPECIFIC(name)    name, made unique to the node
-     LT_OMP(pragma)          _Pragma(pragma) when the op runs with OpenMP,
+     LT_OMP(pragma...)       _Pragma(pragma) when the op runs with OpenMP,
                              nothing otherwise
      LT_...                  the op's own parameters (see each op's module)
 */

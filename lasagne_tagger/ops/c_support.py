@@ -110,7 +110,7 @@ def _macro_value(value):
 
 def with_macros(code, macros):
     """``code`` between ``#define`` lines for ``macros`` (``(name,
-    value)`` pairs, a name may take arguments: ``'LT_OMP(x)'``) and the
+    value)`` pairs, a name may take arguments: ``'LT_OMP(...)'``) and the
     matching ``#undef`` lines."""
     defines = ''.join('#define %s %s\n' % (name, _macro_value(value))
                       for name, value in macros)
@@ -126,7 +126,7 @@ def node_macros(op, node, name, sub=None):
     types, ``APPLY_SPECIFIC`` and ``LT_OMP`` (OpenMP pragmas only when
     ``op.openmp``)."""
     macros = [('APPLY_SPECIFIC(str)', 'str##_%s' % name),
-              ('LT_OMP(x)', '_Pragma(#x)' if op.openmp else '')]
+              ('LT_OMP(...)', '_Pragma(#__VA_ARGS__)' if op.openmp else '')]
     for kind, variables in (('INPUT', node.inputs), ('OUTPUT', node.outputs)):
         for i, v in enumerate(variables):
             if hasattr(v.type, 'dtype'):
@@ -135,7 +135,9 @@ def node_macros(op, node, name, sub=None):
         for kind in ('INPUT', 'OUTPUT'):
             for i, v in enumerate(sub[kind.lower() + 's']):
                 macros.append(('%s_%d' % (kind, i), v))
-        macros.append(('FAIL', sub['fail']))
+        # one statement wherever it stands (``if (!x) FAIL;``), whatever
+        # the failure code holds
+        macros.append(('FAIL', 'do { %s; } while (0)' % sub['fail']))
     return macros
 
 
